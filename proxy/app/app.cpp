@@ -1,0 +1,115 @@
+#include "proxy/app/app.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
+#include <csignal>
+#include <fstream>
+
+#include "proxy/app/worker.hpp"
+#include "proxy/db/db.hpp"
+#include "proxy/log/log.hpp"
+
+namespace pitstop::app {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+tcp::endpoint resolve_listen(const config::Config& cfg) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(cfg.listen.host, ec);
+  if (!ec) return {addr, cfg.listen.port};
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(cfg.listen.host, std::to_string(cfg.listen.port), ec);
+  if (ec || results.empty())
+    throw std::runtime_error(cfg.source + ": $.listen: cannot resolve \"" + cfg.listen.host + "\": " + ec.message());
+  return results.begin()->endpoint();
+}
+
+}  // namespace
+
+int run(const config::Config& cfg, const Options& options) {
+  // hiredis and Connector/C write with write(2)/send(2): a peer that went away must be an error
+  // code, not a signal that kills the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  db::library_init();
+
+  const int n = cfg.effective_workers();
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < n; ++i) workers.push_back(std::make_unique<Worker>(cfg, i));
+
+  tcp::endpoint endpoint = resolve_listen(cfg);
+  try {
+    workers[0]->listener().bind(endpoint);
+    // With port 0 the first bind picks the port; the other workers join it.
+    endpoint.port(workers[0]->listener().port());
+    for (int i = 1; i < n; ++i) workers[i]->listener().bind(endpoint);
+  } catch (const boost::system::system_error& e) {
+    throw std::runtime_error("cannot listen on " + cfg.listen.host + ":" + std::to_string(cfg.listen.port) + ": " +
+                             e.code().message() + " (set \"listen\" in " + cfg.source + " or PITSTOP_LISTEN)");
+  }
+
+  asio::io_context main_ioc{1};
+  asio::signal_set signals(main_ioc, SIGTERM, SIGINT);
+
+  for (auto& w : workers) w->start();
+  log::info("pitstop ", PITSTOP_VERSION, " listening on ", endpoint.address().to_string(), ":", endpoint.port(), " with ",
+            n, " worker", n == 1 ? "" : "s", " (config ", cfg.source, ")");
+  if (!options.port_file.empty()) {
+    std::string tmp = options.port_file + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << endpoint.port() << "\n";
+    }
+    std::rename(tmp.c_str(), options.port_file.c_str());
+  }
+
+  asio::steady_timer drain_deadline(main_ioc);
+  bool stopping = false;
+  int remaining = n;
+  auto stop_all = [&] {
+    drain_deadline.cancel();
+    signals.cancel();
+    for (auto& w : workers) w->shutdown();
+  };
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (stopping) {
+      log::warn("second signal ", sig, ": stopping now");
+      stop_all();
+      return;
+    }
+    stopping = true;
+    log::info("signal ", sig, ": draining (up to ", cfg.timeouts.drain.count(), " ms)");
+    for (auto& w : workers) {
+      w->drain([&main_ioc, &remaining, &stop_all] {
+        // On the worker's thread: report to the main loop.
+        asio::post(main_ioc, [&remaining, &stop_all] {
+          if (--remaining == 0) {
+            log::info("drained; exiting");
+            stop_all();
+          }
+        });
+      });
+    }
+    drain_deadline.expires_after(cfg.timeouts.drain);
+    drain_deadline.async_wait([&](boost::system::error_code dec) {
+      if (dec) return;
+      log::warn("drain deadline passed; closing the connections still busy");
+      stop_all();
+    });
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  main_ioc.run();
+  for (auto& w : workers) w->join();
+  return 0;
+}
+
+}  // namespace pitstop::app

@@ -1,0 +1,20 @@
+#pragma once
+// The pitstop process: one Worker (io_context, listener, Redis clients, MariaDB pools) per thread,
+// signal handling and graceful drain.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/config/config.hpp"
+
+namespace pitstop::app {
+
+struct Options {
+  std::string port_file;  // when set, the bound port is written there once listening
+};
+
+// Runs until SIGTERM/SIGINT and the drain that follows. Returns the process exit code. Throws
+// only for start-up failures (cannot bind, bad listen address).
+int run(const config::Config& cfg, const Options& options);
+
+}  // namespace pitstop::app

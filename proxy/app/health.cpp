@@ -1,0 +1,96 @@
+#include <array>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "proxy/app/worker.hpp"
+#include "proxy/json/writer.hpp"
+
+namespace pitstop::app {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+
+namespace {
+
+struct Check {
+  const char* name = "";
+  bool done = false;
+  bool ok = false;
+  std::string error;
+  double ms = 0;
+};
+
+// The checks run as their own coroutines: one that outlives the readiness deadline finishes in
+// the background under its own client deadline instead of being cancelled mid-command.
+struct Checks {
+  explicit Checks(asio::io_context& ioc) : wake(ioc) {
+    items[0].name = "redis_cache";
+    items[1].name = "redis_queue";
+    items[2].name = "mariadb";
+  }
+  std::array<Check, 3> items;
+  int pending = 3;
+  asio::steady_timer wake;
+  void finish(Check& c, bool ok, std::string error, steady_clock::time_point started) {
+    c.done = true;
+    c.ok = ok;
+    c.error = std::move(error);
+    c.ms = std::chrono::duration<double, std::milli>(steady_clock::now() - started).count();
+    if (--pending == 0) wake.cancel();
+  }
+};
+
+asio::awaitable<void> check_redis(std::shared_ptr<Checks> checks, int i, redis::Client& client) {
+  auto started = steady_clock::now();
+  const std::string_view ping[] = {"PING"};
+  auto r = co_await client.command(ping);
+  if (!r) checks->finish(checks->items[i], false, r.error().message() + (client.last_error().empty() ? "" : " (" + client.last_error() + ")"), started);
+  else if (r->is_error()) checks->finish(checks->items[i], false, r->str, started);
+  else checks->finish(checks->items[i], true, {}, started);
+}
+
+asio::awaitable<void> check_db(std::shared_ptr<Checks> checks, int i, db::Pool& pool) {
+  auto started = steady_clock::now();
+  auto r = co_await pool.ping();
+  if (!r) checks->finish(checks->items[i], false, r.error().code.message() + (r.error().message.empty() ? "" : ": " + r.error().message), started);
+  else checks->finish(checks->items[i], true, {}, started);
+}
+
+}  // namespace
+
+asio::awaitable<http::Response> readiness(Worker& w) {
+  auto checks = std::make_shared<Checks>(w.ioc());
+  checks->wake.expires_after(w.config().timeouts.readiness);
+  asio::co_spawn(w.ioc(), check_redis(checks, 0, w.redis_cache()), asio::detached);
+  asio::co_spawn(w.ioc(), check_redis(checks, 1, w.redis_queue()), asio::detached);
+  asio::co_spawn(w.ioc(), check_db(checks, 2, w.primary()), asio::detached);
+  if (checks->pending > 0) co_await checks->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+
+  bool all_ok = !w.draining();
+  std::string body;
+  json::Writer out(body);
+  out.begin_object();
+  out.key("checks").begin_object();
+  for (auto& c : checks->items) {
+    if (!c.done) {
+      c.error = "no answer within " + std::to_string(w.config().timeouts.readiness.count()) + " ms";
+    }
+    all_ok = all_ok && c.done && c.ok;
+    out.key(c.name).begin_object().member("ok", c.done && c.ok);
+    if (c.done) out.member("ms", c.ms);
+    if (!(c.done && c.ok)) out.member("error", c.error);
+    out.end_object();
+  }
+  out.end_object();
+  out.member("status", all_ok ? "ready" : (w.draining() ? "draining" : "unavailable"));
+  out.end_object();
+  http::Response r = http::json_response(all_ok ? 200 : 503, std::move(body));
+  r.set_header("Cache-Control", "no-store");
+  co_return r;
+}
+
+}  // namespace pitstop::app

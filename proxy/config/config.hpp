@@ -1,0 +1,130 @@
+#pragma once
+// pitstop's configuration: config/pitstop.json (the documented default), overridden by PITSTOP_*
+// environment variables. Loading is the one place where exceptions are used: every problem is a
+// ConfigError naming the source (file or variable), the JSON path and what is expected.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pitstop::config {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+struct Redis {
+  std::string url;  // redis://[[user]:password@]host:port[/db]
+  std::string host;
+  std::uint16_t port = 6379;
+  std::string username;
+  std::string password;
+  int db = 0;
+  milliseconds connect_timeout{1000};
+  milliseconds command_timeout{500};
+  milliseconds reconnect_max_backoff{2000};
+};
+
+struct MariaDb {
+  std::string host;
+  std::uint16_t port = 3306;
+  std::string user;
+  std::string password;
+  std::string database;
+};
+
+struct Database {
+  std::string primary_url;  // mariadb://user:password@host:port/database
+  MariaDb primary;
+  std::vector<std::string> replica_urls;
+  std::vector<MariaDb> replicas;
+  int pool_size = 8;  // per worker
+  milliseconds connect_timeout{2000};
+  milliseconds query_timeout{5000};
+  milliseconds acquire_timeout{2000};
+};
+
+struct Timeouts {
+  milliseconds header_read{10000};
+  milliseconds body_read{30000};
+  milliseconds idle_keepalive{60000};
+  milliseconds write{30000};
+  milliseconds drain{15000};
+  milliseconds readiness{1000};
+};
+
+struct Limits {
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_url_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::size_t max_connections = 10000;
+  std::size_t max_requests_per_connection = 0;  // 0 = unlimited
+};
+
+struct Category {
+  seconds ttl{0};
+  seconds stale_while_revalidate{0};
+  seconds stale_if_error{0};
+};
+
+struct Cache {
+  std::size_t l1_bytes = 64u * 1024 * 1024;
+  std::map<std::string, Category> categories;
+  std::string default_category = "resource";
+};
+
+struct RateLimit {
+  std::int64_t limit = 0;  // requests per window
+  seconds window{60};
+  std::int64_t burst = 0;  // extra requests allowed at once
+};
+
+struct Config {
+  std::string source;  // the file this was loaded from
+  HostPort listen{"0.0.0.0", 8080};
+  int workers = 0;  // 0 = one per core
+  std::string site = "workshop.local";
+  std::string log_level = "info";
+  Redis redis_cache;
+  Redis redis_queue;
+  Database mariadb;
+  Timeouts timeouts;
+  Limits limits;
+  Cache cache;
+  std::map<std::string, RateLimit> rate_limits;  // get, post, put, delete
+  std::string rules_file = "rules/workshop.json";
+  // Non-fatal findings while loading (e.g. an unknown PITSTOP_* variable), logged at start-up.
+  std::vector<std::string> warnings;
+
+  int effective_workers() const;
+};
+
+// Reads `path`, applies overrides from `env` (NAME=VALUE entries, like environ) and validates.
+// A relative rules path is resolved against the config file's directory.
+Config load(const std::string& path, const char* const* env);
+
+// Every environment variable that can override `cfg` (its categories included), with the JSON
+// path it sets and a description, in the order of the documentation.
+struct EnvVar {
+  std::string name;
+  std::string path;
+  std::string type;
+  std::string help;
+};
+std::vector<EnvVar> env_variables(const Config& cfg);
+
+// Parses a listen address "host:port" / "[v6]:port".
+bool parse_host_port(const std::string& text, HostPort& out);
+
+}  // namespace pitstop::config

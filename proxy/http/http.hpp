@@ -1,0 +1,114 @@
+#pragma once
+// The HTTP/1.1 server core: one Listener per worker io_context (SO_REUSEPORT), keep-alive,
+// pipelined requests answered in order, limits and deadlines on every read and write. Beast is
+// used only inside proxy/http/*.cpp; handlers see the small Request/Response types below.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace pitstop::http {
+
+enum class Method { get, head, post, put, patch, delete_, options, other };
+
+// A parsed request. Views stay valid until the handler's coroutine completes.
+class Request {
+ public:
+  Request(const void* message, boost::asio::ip::tcp::endpoint peer);
+
+  Method method() const;
+  std::string_view method_text() const;
+  std::string_view target() const;  // as sent: path and query, percent-encoded
+  std::string_view path() const;    // target up to '?', still encoded
+  std::string_view query() const;   // after '?', "" when absent
+  // First value of a header field, "" when absent. Names are case-insensitive.
+  std::string_view header(std::string_view name) const;
+  bool has_header(std::string_view name) const;
+  std::string_view body() const;
+  bool keep_alive() const;
+  unsigned version() const;  // 10 or 11
+  const boost::asio::ip::tcp::endpoint& peer() const { return peer_; }
+
+ private:
+  const void* message_;  // boost::beast::http::request<string_body>
+  boost::asio::ip::tcp::endpoint peer_;
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  bool close = false;  // close the connection after this response
+
+  void set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
+};
+
+// Frappe's error shape: {"exc_type": …, "exception": …, "_server_messages": "[…]"}.
+Response error_response(unsigned status, std::string_view exc_type, std::string_view message);
+// A JSON body as is.
+Response json_response(unsigned status, std::string body);
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual boost::asio::awaitable<Response> handle(const Request& request) = 0;
+};
+
+struct Settings {
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_url_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::size_t max_connections = 10000;           // this listener's share
+  std::size_t max_requests_per_connection = 0;  // 0 = no limit
+  std::chrono::milliseconds header_read{10000};
+  std::chrono::milliseconds body_read{30000};
+  std::chrono::milliseconds idle_keepalive{60000};
+  std::chrono::milliseconds write{30000};
+};
+
+struct ListenerStats {
+  std::uint64_t accepted = 0;
+  std::uint64_t refused = 0;  // over max_connections
+  std::uint64_t requests = 0;
+  std::uint64_t timeouts = 0;
+  std::uint64_t protocol_errors = 0;
+};
+
+class Listener {
+ public:
+  Listener(boost::asio::io_context& ioc, Settings settings, Handler& handler);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Binds (SO_REUSEPORT, so every worker can bind the same address). Throws on failure: this
+  // happens at start-up only.
+  void bind(const boost::asio::ip::tcp::endpoint& endpoint);
+  std::uint16_t port() const;
+  void start();
+  // Stops accepting, closes idle keep-alive connections and lets requests in progress finish
+  // (their responses carry Connection: close). `done` runs once no connection is left.
+  void drain(std::function<void()> done);
+  // Closes every connection now (after the drain deadline).
+  void abort_all();
+  std::size_t connections() const;
+  const ListenerStats& stats() const;
+
+  struct Session;  // one per connection (internal.hpp)
+  struct Impl;     // internal.hpp
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace pitstop::http

@@ -1,0 +1,374 @@
+#include "tests/support/support.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace pitstop::test {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+fs::path source_dir() { return PITSTOP_SOURCE_DIR; }
+fs::path binary_dir() { return PITSTOP_BINARY_DIR; }
+
+config::Config service_config() { return config::load((source_dir() / "config/pitstop.json").string(), environ); }
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+void run(boost::asio::io_context& ioc, boost::asio::awaitable<void> task, std::chrono::milliseconds limit) {
+  bool done = false;
+  std::exception_ptr error;
+  boost::asio::co_spawn(ioc, std::move(task), [&](std::exception_ptr e) {
+    done = true;
+    error = e;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  ioc.restart();
+  while (!done && std::chrono::steady_clock::now() < deadline) ioc.run_one_for(50ms);
+  if (error) std::rethrow_exception(error);
+  if (!done) throw std::runtime_error("test task did not finish within its time limit");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> extra_env, std::string log_path)
+    : log_path_(std::move(log_path)) {
+  if (log_path_.empty()) {
+    static int counter = 0;
+    log_path_ = (fs::temp_directory_path() / ("pitstop-test-" + std::to_string(::getpid()) + "-" +
+                                              std::to_string(counter++) + ".log"))
+                    .string();
+  }
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string entry(*e);
+    auto eq = entry.find('=');
+    if (extra_env.count(entry.substr(0, eq))) continue;
+    env.push_back(entry);
+  }
+  for (const auto& [k, v] : extra_env) env.push_back(k + "=" + v);
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    ::setpgid(0, 0);
+    std::vector<char*> args, envp;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    ::execvpe(args[0], args.data(), envp.data());
+    std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+}
+
+Process::~Process() {
+  if (!status_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+  }
+}
+
+void Process::signal(int sig) {
+  if (!status_ && pid_ > 0) ::kill(pid_, sig);
+}
+
+std::optional<int> Process::wait(std::chrono::milliseconds limit) {
+  if (status_) return status_;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    int st = 0;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+bool Process::running() { return !wait(0ms).has_value(); }
+
+std::string Process::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+namespace {
+
+bool port_open(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+void wait_for_port(std::uint16_t port, Process& p, const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!port_open(port)) {
+    if (!p.running()) throw std::runtime_error(what + " exited: " + p.log());
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error(what + " did not start: " + p.log());
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+fs::path fresh_dir(const std::string& prefix) {
+  static int counter = 0;
+  auto d = fs::temp_directory_path() / (prefix + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+RedisServer::RedisServer() : port_(free_port()), dir_(fresh_dir("pitstop-redis-")) { start(); }
+
+RedisServer::~RedisServer() {
+  proc_.reset();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+void RedisServer::start() {
+  proc_ = std::make_unique<Process>(std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+                                                             dir_.string()},
+                                    std::map<std::string, std::string>{}, (dir_ / "redis.log").string());
+  wait_for_port(port_, *proc_, "redis-server");
+}
+
+void RedisServer::stop() {
+  if (!proc_) return;
+  proc_->signal(SIGKILL);
+  proc_->wait(10s);
+  proc_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// One initialised data directory per test binary, copied for each server.
+const fs::path& mariadb_template() {
+  static const fs::path dir = [] {
+    auto d = fresh_dir("pitstop-mariadb-template-");
+    std::vector<std::string> argv{"mariadb-install-db", "--no-defaults", "--datadir=" + (d / "data").string(),
+                                  "--skip-test-db", "--auth-root-authentication-method=normal"};
+    if (::getuid() == 0) argv.push_back("--user=root");
+    Process p(argv, {}, (d / "install.log").string());
+    auto st = p.wait(120s);
+    if (!st || *st != 0) throw std::runtime_error("mariadb-install-db failed: " + p.log());
+    // A directory in the data directory is a database.
+    fs::create_directories(d / "data" / "workshop");
+    return d / "data";
+  }();
+  return dir;
+}
+
+}  // namespace
+
+MariaDbServer::MariaDbServer() : port_(free_port()), dir_(fresh_dir("pitstop-mariadb-")) {
+  fs::copy(mariadb_template(), dir_ / "data", fs::copy_options::recursive);
+  start();
+}
+
+MariaDbServer::~MariaDbServer() {
+  proc_.reset();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+config::MariaDb MariaDbServer::settings() const {
+  config::MariaDb m;
+  m.host = "127.0.0.1";
+  m.port = port_;
+  m.user = "pitstop";
+  m.password = "pitstop";
+  m.database = "workshop";
+  return m;
+}
+
+void MariaDbServer::start() {
+  std::vector<std::string> argv{"mariadbd",
+                                "--no-defaults",
+                                "--datadir=" + (dir_ / "data").string(),
+                                "--socket=" + (dir_ / "mariadb.sock").string(),
+                                "--pid-file=" + (dir_ / "mariadb.pid").string(),
+                                "--port=" + std::to_string(port_),
+                                "--bind-address=127.0.0.1",
+                                // A disposable server: no accounts to set up, small and fast.
+                                "--skip-grant-tables",
+                                "--skip-log-bin",
+                                "--innodb-buffer-pool-size=16M",
+                                "--innodb-flush-log-at-trx-commit=0"};
+  if (::getuid() == 0) argv.push_back("--user=root");
+  proc_ = std::make_unique<Process>(argv, std::map<std::string, std::string>{}, (dir_ / "mariadb.log").string());
+  wait_for_port(port_, *proc_, "mariadbd");
+}
+
+void MariaDbServer::stop() {
+  if (!proc_) return;
+  proc_->signal(SIGKILL);
+  proc_->wait(10s);
+  proc_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+BlackHole::BlackHole() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::listen(fd_, 64);  // the kernel completes handshakes; nobody ever reads or writes
+  socklen_t len = sizeof a;
+  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+}
+
+BlackHole::~BlackHole() { ::close(fd_); }
+
+// ---------------------------------------------------------------------------------------------
+
+RawClient::RawClient(std::uint16_t port, std::string host) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
+  a.sin_port = htons(port);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("connect to port " + std::to_string(port) + " failed: " + std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+RawClient::~RawClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool RawClient::send(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+namespace {
+// Reads more bytes into `buf`; false on close, error or timeout.
+bool read_more(int fd, std::string& buf, std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return false;
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+  char tmp[16384];
+  ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+  if (n <= 0) return false;
+  buf.append(tmp, static_cast<std::size_t>(n));
+  return true;
+}
+}  // namespace
+
+std::optional<RawClient::Response> RawClient::read_response(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::size_t end;
+  while ((end = pending_.find("\r\n\r\n")) == std::string::npos)
+    if (!read_more(fd_, pending_, deadline)) return std::nullopt;
+  Response r;
+  std::istringstream head(pending_.substr(0, end));
+  std::string line;
+  std::getline(head, line);
+  if (line.size() < 12) return std::nullopt;
+  r.status = std::stoi(line.substr(9, 3));
+  while (std::getline(head, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    r.headers[name] = value;
+  }
+  std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+  pending_.erase(0, end + 4);
+  // 1xx, 204 and 304 carry no body; HEAD answers are read by the test with length 0 expected.
+  if (r.status < 200 || r.status == 204 || r.status == 304) length = 0;
+  while (pending_.size() < length)
+    if (!read_more(fd_, pending_, deadline)) return std::nullopt;
+  r.body = pending_.substr(0, length);
+  pending_.erase(0, length);
+  return r;
+}
+
+bool RawClient::closed_by_peer(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char tmp[4096];
+    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) return true;
+    pending_.append(tmp, static_cast<std::size_t>(n));
+  }
+}
+
+std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,
+                                            std::chrono::milliseconds limit) {
+  RawClient c(port);
+  if (!c.send("GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n")) return std::nullopt;
+  return c.read_response(limit);
+}
+
+}  // namespace pitstop::test

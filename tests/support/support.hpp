@@ -1,0 +1,125 @@
+#pragma once
+// Helpers shared by the tests: the config the services run with, private Redis and MariaDB
+// servers that a test may stop and start, child processes, and a raw HTTP client.
+#include <sys/types.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/config/config.hpp"
+
+namespace pitstop::test {
+
+// The source tree (for config/, README.md, scripts/) and the build tree (for the pitstop binary).
+std::filesystem::path source_dir();
+std::filesystem::path binary_dir();
+
+// config/pitstop.json with the PITSTOP_* overrides of this environment (scripts/test exports the
+// ones that point at the services it started).
+config::Config service_config();
+
+std::uint16_t free_port();
+
+// Runs `task` on `ioc` until it completes; fails the test (throws) past `limit`.
+void run(boost::asio::io_context& ioc, boost::asio::awaitable<void> task,
+         std::chrono::milliseconds limit = std::chrono::seconds(60));
+
+// A child process with its own environment; stdout+stderr go to a log file.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, std::map<std::string, std::string> extra_env = {},
+          std::string log_path = {});
+  ~Process();
+  Process(const Process&) = delete;
+  pid_t pid() const { return pid_; }
+  void signal(int sig);
+  // Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds limit);
+  bool running();
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+  std::string log_path_;
+};
+
+// A throw-away redis-server on a free port.
+class RedisServer {
+ public:
+  RedisServer();
+  ~RedisServer();
+  std::uint16_t port() const { return port_; }
+  std::string url() const;
+  void start();
+  void stop();  // SIGKILL: a crash, not a polite shutdown
+
+ private:
+  std::uint16_t port_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Process> proc_;
+};
+
+// A throw-away mariadbd with its own data directory (initialised once per test binary).
+class MariaDbServer {
+ public:
+  MariaDbServer();
+  ~MariaDbServer();
+  std::uint16_t port() const { return port_; }
+  config::MariaDb settings() const;  // user pitstop / pitstop, database workshop
+  void start();
+  void stop();  // SIGKILL
+
+ private:
+  std::uint16_t port_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Process> proc_;
+};
+
+// A listening socket that accepts and never answers: a server that hangs.
+class BlackHole {
+ public:
+  BlackHole();
+  ~BlackHole();
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+// Minimal blocking HTTP client on a raw socket, for tests that need exact bytes.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port, std::string host = "127.0.0.1");
+  ~RawClient();
+  bool send(std::string_view bytes);  // false when the peer closed
+  // Reads one full response (by Content-Length); nullopt on timeout or close before a full one.
+  struct Response {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+  };
+  std::optional<Response> read_response(std::chrono::milliseconds limit = std::chrono::seconds(5));
+  // True when the server closed the connection (read returns 0 or reset) within `limit`.
+  bool closed_by_peer(std::chrono::milliseconds limit);
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string pending_;
+};
+
+// One request on a fresh connection.
+std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,
+                                            std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+}  // namespace pitstop::test
