@@ -5,6 +5,7 @@
 #include <string>
 
 #include "proxy/app/app.hpp"
+#include "proxy/auth/auth.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/log/log.hpp"
 
@@ -16,6 +17,8 @@ constexpr const char* kUsage =
     "usage: pitstop [--config FILE] [--port-file FILE]\n"
     "       pitstop --check-config FILE      validate FILE (with PITSTOP_* overrides); exit 0 or 2\n"
     "       pitstop --list-env [--config FILE]  list the PITSTOP_* variables that override settings\n"
+    "       pitstop --encrypt-secret [--config FILE]  read a secret on stdin, print it Fernet-encrypted\n"
+    "                                         with auth.encryption_key, as Frappe stores it in __Auth\n"
     "       pitstop --version | --help\n"
     "The config file defaults to $PITSTOP_CONFIG, else config/pitstop.json.\n";
 
@@ -30,6 +33,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string check_path;
   bool list_env = false;
+  bool encrypt = false;
   pitstop::app::Options options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -52,6 +56,8 @@ int main(int argc, char** argv) {
       options.port_file = v;
     } else if (arg == "--list-env") {
       list_env = true;
+    } else if (arg == "--encrypt-secret") {
+      encrypt = true;
     } else if (arg == "--version") {
       std::cout << "pitstop " << PITSTOP_VERSION << "\n";
       return 0;
@@ -70,6 +76,7 @@ int main(int argc, char** argv) {
   if (!check_path.empty()) {
     try {
       auto cfg = pitstop::config::load(check_path, environ);
+      pitstop::app::check(cfg);
       for (const auto& w : cfg.warnings) std::cerr << "pitstop: warning: " << w << "\n";
       std::cout << check_path << ": ok\n";
       return 0;
@@ -87,6 +94,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (encrypt) {
+    auto fernet = pitstop::auth::Fernet::from_key(cfg.auth.encryption_key);
+    if (!fernet) {
+      std::cerr << "pitstop: auth.encryption_key is not a Fernet key\n";
+      return 2;
+    }
+    std::string secret;
+    std::getline(std::cin, secret);
+    if (secret.empty()) return usage_error("--encrypt-secret reads the secret from stdin");
+    std::cout << fernet->encrypt(secret) << "\n";
+    return 0;
+  }
+
   if (list_env) {
     for (const auto& v : pitstop::config::env_variables(cfg))
       std::cout << "| `" << v.name << "` | `" << v.path << "` | " << v.type << " | " << v.help << " |\n";
@@ -98,6 +118,9 @@ int main(int argc, char** argv) {
   for (const auto& w : cfg.warnings) pitstop::log::warn(w);
   try {
     return pitstop::app::run(cfg, options);
+  } catch (const pitstop::config::ConfigError& e) {
+    pitstop::log::error(e.what());
+    return 2;
   } catch (const std::exception& e) {
     pitstop::log::error(e.what());
     return 1;

@@ -16,39 +16,7 @@ namespace {
 
 std::string pitstop_binary() { return (pitstop::test::binary_dir() / "pitstop").string(); }
 
-// A running pitstop with the given PITSTOP_* overrides on top of the service configuration.
-class Pitstop {
- public:
-  explicit Pitstop(std::map<std::string, std::string> env) {
-    static int n = 0;
-    port_file_ = (std::filesystem::temp_directory_path() /
-                  ("pitstop-port-" + std::to_string(::getpid()) + "-" + std::to_string(n++)))
-                     .string();
-    std::filesystem::remove(port_file_);
-    env.emplace("PITSTOP_LISTEN", "127.0.0.1:0");
-    env.emplace("PITSTOP_WORKERS", "2");
-    proc_ = std::make_unique<Process>(
-        std::vector<std::string>{pitstop_binary(), "--config", (pitstop::test::source_dir() / "config/pitstop.json").string(),
-                                 "--port-file", port_file_},
-        env);
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (true) {
-      std::ifstream in(port_file_);
-      if (in >> port_) break;
-      if (!proc_->running()) throw std::runtime_error("pitstop exited: " + proc_->log());
-      if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("pitstop did not start: " + proc_->log());
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  ~Pitstop() { std::filesystem::remove(port_file_); }
-  std::uint16_t port() const { return port_; }
-  Process& process() { return *proc_; }
-
- private:
-  std::string port_file_;
-  std::uint16_t port_ = 0;
-  std::unique_ptr<Process> proc_;
-};
+using pitstop::test::Pitstop;
 
 struct Readiness {
   int status = 0;
@@ -88,7 +56,7 @@ Readiness readyz_until(std::uint16_t port, Pred pred, std::chrono::milliseconds 
 }  // namespace
 
 TEST(App, ServesHealthReadinessAndFrappeStyleNotFound) {
-  Pitstop p({});
+  Pitstop p;
   auto health = pitstop::test::http_get(p.port(), "/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);

@@ -34,15 +34,21 @@ tcp::endpoint resolve_listen(const config::Config& cfg) {
 
 }  // namespace
 
+Shared::Shared(const config::Config& c)
+    : cfg(c), rules(rules::RuleSet::load(c.rules_file, c)), queries(origin::load_queries(*rules)), l1(c.cache.l1_bytes) {}
+
+void check(const config::Config& cfg) { Shared shared(cfg); }
+
 int run(const config::Config& cfg, const Options& options) {
   // hiredis and Connector/C write with write(2)/send(2): a peer that went away must be an error
   // code, not a signal that kills the process.
   std::signal(SIGPIPE, SIG_IGN);
   db::library_init();
 
+  Shared shared(cfg);
   const int n = cfg.effective_workers();
   std::vector<std::unique_ptr<Worker>> workers;
-  for (int i = 0; i < n; ++i) workers.push_back(std::make_unique<Worker>(cfg, i));
+  for (int i = 0; i < n; ++i) workers.push_back(std::make_unique<Worker>(shared, i));
 
   tcp::endpoint endpoint = resolve_listen(cfg);
   try {
@@ -60,7 +66,8 @@ int run(const config::Config& cfg, const Options& options) {
 
   for (auto& w : workers) w->start();
   log::info("pitstop ", PITSTOP_VERSION, " listening on ", endpoint.address().to_string(), ":", endpoint.port(), " with ",
-            n, " worker", n == 1 ? "" : "s", " (config ", cfg.source, ")");
+            n, " worker", n == 1 ? "" : "s", " (config ", cfg.source, ", ", shared.rules->rules().size(), " rules from ",
+            shared.rules->source(), ")");
   if (!options.port_file.empty()) {
     std::string tmp = options.port_file + ".tmp";
     {

@@ -13,6 +13,10 @@ struct Options {
   std::string port_file;  // when set, the bound port is written there once listening
 };
 
+// Loads and cross-checks what start-up loads besides the config (rules, named queries); throws
+// config::ConfigError naming the file, the JSON path and the fix.
+void check(const config::Config& cfg);
+
 // Runs until SIGTERM/SIGINT and the drain that follows. Returns the process exit code. Throws
 // only for start-up failures (cannot bind, bad listen address).
 int run(const config::Config& cfg, const Options& options);

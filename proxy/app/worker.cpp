@@ -29,37 +29,56 @@ http::Settings http_settings(const config::Config& c) {
 
 }  // namespace
 
-asio::awaitable<http::Response> Router::handle(const http::Request& req) {
-  const auto path = req.path();
-  if (path == "/healthz" || path == "/readyz") {
-    if (req.method() != http::Method::get && req.method() != http::Method::head) {
-      auto r = http::error_response(405, "MethodNotAllowed", "Use GET");
-      r.set_header("Allow", "GET, HEAD");
-      co_return r;
-    }
-    if (path == "/healthz") {
-      auto r = http::json_response(200, "{\"status\":\"ok\"}");
-      r.set_header("Cache-Control", "no-store");
-      co_return r;
-    }
-    co_return co_await readiness(worker_);
-  }
-  std::string message = "No route for ";
-  message.append(req.method_text());
-  message += ' ';
-  message.append(path.substr(0, 200));
-  co_return http::error_response(404, "DoesNotExistError", message);
+namespace {
+auth::Settings auth_settings(const config::Config& c) {
+  auth::Settings s;
+  s.encryption_key = c.auth.encryption_key;
+  s.session_expiry = c.auth.session_expiry;
+  s.identity_ttl = c.auth.identity_ttl;
+  s.failure_ttl = c.auth.failure_ttl;
+  return s;
 }
+}  // namespace
 
-Worker::Worker(const config::Config& cfg, int index)
-    : cfg_(cfg),
+Worker::Worker(Shared& shared, int index)
+    : shared_(shared),
       index_(index),
-      cache_(ioc_, cfg.redis_cache, "cache"),
-      queue_(ioc_, cfg.redis_queue, "queue"),
-      primary_(ioc_, cfg.mariadb.primary, static_cast<std::size_t>(cfg.mariadb.pool_size), cfg.mariadb.connect_timeout,
-               cfg.mariadb.query_timeout, cfg.mariadb.acquire_timeout),
+      cache_(ioc_, shared.cfg.redis_cache, "cache"),
+      queue_(ioc_, shared.cfg.redis_queue, "queue"),
+      primary_(ioc_, shared.cfg.mariadb.primary, static_cast<std::size_t>(shared.cfg.mariadb.pool_size),
+               shared.cfg.mariadb.connect_timeout, shared.cfg.mariadb.query_timeout, shared.cfg.mariadb.acquire_timeout),
+      verifier_(primary_, auth_settings(shared.cfg)),
+      store_(cache_, shared.cfg.site),
       router_(*this),
-      listener_(ioc_, http_settings(cfg), router_) {}
+      listener_(ioc_, http_settings(shared.cfg), router_) {}
+
+asio::awaitable<boost::system::result<std::string, origin::Failure>> Worker::fetch_origin(const rules::Rule& rule,
+                                                                                         const rules::Values& captures,
+                                                                                         const rules::Values& params,
+                                                                                         const origin::ListRequest& list) {
+  if (rule.origin == rules::Origin::sql) {
+    auto it = shared_.queries.find(rule.query);
+    if (it == shared_.queries.end()) co_return origin::Failure{500, "DataError", "No query " + rule.query, false};
+    co_return co_await origin::run_named_query(primary_, it->second, params);
+  }
+  // Resource reads check columns against the table: read them once, retry until that works.
+  if (!catalog_) {
+    auto c = co_await origin::load_catalog(primary_, *shared_.rules);
+    if (!c) co_return c.error();
+    catalog_ = std::move(*c);
+  }
+  const std::string* dt = captures.find("doctype");
+  const rules::Doctype* doctype = dt ? shared_.rules->doctype(*dt) : nullptr;
+  if (!doctype) co_return origin::Failure{404, "DoesNotExistError", "DocType not found", false};
+  if (rule.origin == rules::Origin::resource_doc) {
+    const std::string* found = captures.find("name");
+    const std::string name = found ? *found : std::string();
+    co_return co_await origin::read_doc(primary_, *catalog_, *shared_.rules, *doctype, name);
+  }
+  origin::ListLimits limits;
+  limits.max_rows = shared_.cfg.limits.max_list_rows;
+  co_return co_await origin::read_list(primary_, *catalog_, *doctype, list, limits);
+}
 
 Worker::~Worker() { join(); }
 

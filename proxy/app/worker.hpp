@@ -1,42 +1,73 @@
 #pragma once
-// One worker thread's world. Nothing in here is shared with other workers.
+// One worker thread's world: its event loop, listener, Redis clients, MariaDB pool, identity
+// verifier and L2 store. Only `Shared` (rules, L1, single-flight) is shared with other workers.
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "proxy/app/shared.hpp"
+#include "proxy/auth/auth.hpp"
+#include "proxy/cache/store.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
 #include "proxy/http/http.hpp"
+#include "proxy/origin/origin.hpp"
 #include "proxy/redis/client.hpp"
 
 namespace pitstop::app {
 
 class Worker;
 
-// Answers the proxy's own endpoints; everything else is not found (yet: rules come next).
+// Everything one origin fetch needs, by value: a stale-while-revalidate refresh outlives the
+// request that started it.
+struct FetchJob {
+  const rules::Rule* rule = nullptr;
+  std::string key;
+  rules::Values captures;
+  rules::Values params;
+  origin::ListRequest list;
+  const config::Category* category = nullptr;
+};
+
 class Router : public http::Handler {
  public:
   explicit Router(Worker& worker) : worker_(worker) {}
   boost::asio::awaitable<http::Response> handle(const http::Request& request) override;
 
+  // More tags than this on one answer and it is served but not cached.
+  static constexpr std::size_t kMaxTags = 10000;
+
  private:
+  boost::asio::awaitable<http::Response> serve(FetchJob job, const http::Request& req);
+  boost::asio::awaitable<cache::OutcomePtr> fetch(const FetchJob& job);
+  boost::asio::awaitable<void> refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight);
+  std::chrono::milliseconds cfg_origin_timeout() const;
+
   Worker& worker_;
 };
 
 class Worker {
  public:
-  Worker(const config::Config& cfg, int index);
+  Worker(Shared& shared, int index);
   ~Worker();
 
   boost::asio::io_context& ioc() { return ioc_; }
-  const config::Config& config() const { return cfg_; }
+  const config::Config& config() const { return shared_.cfg; }
+  Shared& shared() { return shared_; }
   redis::Client& redis_cache() { return cache_; }
   redis::Client& redis_queue() { return queue_; }
   db::Pool& primary() { return primary_; }
+  auth::Verifier& verifier() { return verifier_; }
+  cache::Store& store() { return store_; }
   http::Listener& listener() { return listener_; }
   bool draining() const { return draining_; }
+
+  // The origin's answer body for a rule (the sql origin: named query or resource read).
+  boost::asio::awaitable<boost::system::result<std::string, origin::Failure>> fetch_origin(
+      const rules::Rule& rule, const rules::Values& captures, const rules::Values& params,
+      const origin::ListRequest& list);
 
   // Runs the event loop on a new thread.
   void start();
@@ -47,12 +78,15 @@ class Worker {
   void join();
 
  private:
-  const config::Config& cfg_;
+  Shared& shared_;
   int index_;
   boost::asio::io_context ioc_{1};
   redis::Client cache_;
   redis::Client queue_;
   db::Pool primary_;
+  auth::Verifier verifier_;
+  cache::Store store_;
+  std::shared_ptr<const origin::Catalog> catalog_;
   Router router_;
   http::Listener listener_;
   std::thread thread_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -244,7 +245,8 @@ const std::vector<Field>& schema() {
                 T{"idle_keepalive_ms", &Timeouts::idle_keepalive, "idle keep-alive connections are closed after this (ms)"},
                 T{"write_ms", &Timeouts::write, "deadline for writing a response (ms)"},
                 T{"drain_ms", &Timeouts::drain, "on SIGTERM/SIGINT, longest wait for in-flight requests (ms)"},
-                T{"readiness_ms", &Timeouts::readiness, "deadline for each /readyz check (ms)"}}) {
+                T{"readiness_ms", &Timeouts::readiness, "deadline for each /readyz check (ms)"},
+                T{"origin_ms", &Timeouts::origin, "longest wait for an origin answer, requests collapsed behind one fetch included (ms)"}}) {
       auto member = t.member;
       f.push_back(num(std::string("timeouts.") + t.key, 1, 24 * kHour, t.help,
                       [member](Config& c, std::int64_t v) { c.timeouts.*member = milliseconds(v); }));
@@ -254,11 +256,32 @@ const std::vector<Field>& schema() {
                 L{"max_url_bytes", &Limits::max_url_bytes, 256, 1 << 20, "longest request target; longer gets 414"},
                 L{"max_body_bytes", &Limits::max_body_bytes, 0, 1LL << 30, "largest request body; larger gets 413"},
                 L{"max_connections", &Limits::max_connections, 1, 1 << 22, "open client connections, all workers together; more get 503"},
-                L{"max_requests_per_connection", &Limits::max_requests_per_connection, 0, 1LL << 40, "requests served on one connection before it is closed (0 = no limit)"}}) {
+                L{"max_requests_per_connection", &Limits::max_requests_per_connection, 0, 1LL << 40, "requests served on one connection before it is closed (0 = no limit)"},
+                L{"max_list_rows", &Limits::max_list_rows, 1, 1 << 24, "most rows a resource list answers when asked for all (limit 0); more is a 417"}}) {
       auto member = l.member;
       f.push_back(num(std::string("limits.") + l.key, l.min, l.max, l.help,
                       [member](Config& c, std::int64_t v) { c.limits.*member = static_cast<std::size_t>(v); }));
     }
+    f.push_back(str("auth.encryption_key", "the site's Fernet key (encryption_key in the ERP's site_config.json) that decrypts API secrets",
+                    [](Config& c, const std::string& v) {
+                      const bool b64url = v.size() == 44 && v.back() == '=' &&
+                                          v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 43;
+                      if (!b64url) throw std::invalid_argument("expected a Fernet key: 44 characters of url-safe base64 ending in '='");
+                      c.auth.encryption_key = v;
+                    }));
+    f.push_back(str("auth.session_expiry", "how long a session (sid cookie) lives after its last use, as Frappe's session_expiry (HH:MM:SS)",
+                    [](Config& c, const std::string& v) {
+                      int h = 0, m = 0, sec = 0;
+                      char tail = 0;
+                      int n = std::sscanf(v.c_str(), "%d:%d:%d%c", &h, &m, &sec, &tail);
+                      if ((n != 2 && n != 3) || h < 0 || h > 100000 || m < 0 || m > 59 || sec < 0 || sec > 59 || (h == 0 && m == 0 && sec == 0))
+                        throw std::invalid_argument("expected HH:MM:SS, e.g. 06:00:00");
+                      c.auth.session_expiry = seconds(h * 3600LL + m * 60LL + sec);
+                    }));
+    f.push_back(num("auth.identity_ttl_s", 0, 3600, "verified identities are remembered this long per worker (s; a revoked key works this long)",
+                    [](Config& c, std::int64_t v) { c.auth.identity_ttl = seconds(v); }));
+    f.push_back(num("auth.failure_ttl_s", 0, 3600, "refused credentials are remembered this long per worker (s)",
+                    [](Config& c, std::int64_t v) { c.auth.failure_ttl = seconds(v); }));
     f.push_back(num("cache.l1_bytes", 0, 1LL << 40, "in-process cache size in bytes, all workers together (0 = L1 off)",
                     [](Config& c, std::int64_t v) { c.cache.l1_bytes = static_cast<std::size_t>(v); }));
     f.push_back(str("cache.default_category", "category of rules that name none (resources)",
@@ -559,6 +582,8 @@ void validate(const Config& c) {
   if (c.redis_cache.host.empty()) fail(src, "$.redis.cache.url", "is required");
   if (c.redis_queue.host.empty()) fail(src, "$.redis.queue.url", "is required");
   if (c.mariadb.primary.host.empty()) fail(src, "$.mariadb.primary", "is required");
+  if (c.auth.encryption_key.empty())
+    fail(src, "$.auth.encryption_key", "is required: the encryption_key of the ERP site (site_config.json)");
   if (c.limits.max_url_bytes > c.limits.max_header_bytes)
     fail(src, "$.limits.max_url_bytes",
          "must not exceed limits.max_header_bytes (" + std::to_string(c.limits.max_header_bytes) +

@@ -62,6 +62,7 @@ struct Timeouts {
   milliseconds write{30000};
   milliseconds drain{15000};
   milliseconds readiness{1000};
+  milliseconds origin{10000};  // longest wait for an origin answer (requests collapsed behind a fetch)
 };
 
 struct Limits {
@@ -70,6 +71,14 @@ struct Limits {
   std::size_t max_body_bytes = 1024 * 1024;
   std::size_t max_connections = 10000;
   std::size_t max_requests_per_connection = 0;  // 0 = unlimited
+  std::size_t max_list_rows = 10000;            // /api/resource lists asking for all rows
+};
+
+struct Auth {
+  std::string encryption_key;  // the site's Fernet key (site_config.json encryption_key)
+  seconds session_expiry{6 * 3600};
+  seconds identity_ttl{30};   // verified identities are remembered this long per worker
+  seconds failure_ttl{5};     // refused credentials too, so that guessing costs no queries
 };
 
 struct Category {
@@ -101,6 +110,7 @@ struct Config {
   Database mariadb;
   Timeouts timeouts;
   Limits limits;
+  Auth auth;
   Cache cache;
   std::map<std::string, RateLimit> rate_limits;  // get, post, put, delete
   std::string rules_file = "rules/workshop.json";

@@ -48,7 +48,11 @@ struct Response {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // A body owned elsewhere (a cached entry), sent instead of `body` without copying it.
+  std::shared_ptr<const std::string> shared_body;
   bool close = false;  // close the connection after this response
+
+  std::string_view body_view() const { return shared_body ? std::string_view(*shared_body) : std::string_view(body); }
 
   void set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
 };

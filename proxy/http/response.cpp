@@ -84,12 +84,16 @@ void write_head(std::string& out, const Response& r, bool keep_alive, std::size_
   out.append(reason_phrase(r.status));
   out.append("\r\nServer: pitstop\r\nDate: ");
   out.append(http_date());
-  if (!r.content_type.empty()) {
+  // 304 and 204 carry no body; a Content-Length on a 304 would describe the cached one.
+  const bool bodiless = r.status == 304 || r.status == 204;
+  if (!r.content_type.empty() && !bodiless) {
     out.append("\r\nContent-Type: ");
     append_clean(out, r.content_type);
   }
-  out.append("\r\nContent-Length: ");
-  json::append_uint(out, content_length);
+  if (!bodiless) {
+    out.append("\r\nContent-Length: ");
+    json::append_uint(out, content_length);
+  }
   if (!keep_alive) out.append("\r\nConnection: close");
   for (const auto& [name, value] : r.headers) {
     out.append("\r\n");

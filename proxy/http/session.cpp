@@ -208,9 +208,13 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
                       (cfg.max_requests_per_connection == 0 || served < cfg.max_requests_per_connection);
     if (keep && msg.version() == 10) resp.set_header("Connection", "keep-alive");
     head.clear();
-    write_head(head, resp, keep, resp.body.size());
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
-                                              msg.method() == bhttp::verb::head ? asio::const_buffer{} : asio::buffer(resp.body)};
+    const std::string_view body = resp.body_view();
+    // 304 has no body, but says nothing of its length either.
+    if (resp.status == 304) write_head(head, resp, keep, 0);
+    else write_head(head, resp, keep, body.size());
+    std::array<asio::const_buffer, 2> buffers{
+        asio::buffer(head), (msg.method() == bhttp::verb::head || resp.status == 304) ? asio::const_buffer{}
+                                                                                      : asio::buffer(body.data(), body.size())};
     s->state = Session::State::writing;
     arm(s, cfg.write);
     auto [wec, wn] = co_await asio::async_write(s->socket, buffers, kToken);

@@ -1,5 +1,7 @@
 #include "tests/support/support.hpp"
 
+#include "proxy/auth/auth.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -199,8 +201,10 @@ namespace {
 const fs::path& mariadb_template() {
   static const fs::path dir = [] {
     auto d = fresh_dir("pitstop-mariadb-template-");
+    // A private tmpdir: concurrent bootstraps in one /tmp collide on temporary table names.
+    fs::create_directories(d / "tmp");
     std::vector<std::string> argv{"mariadb-install-db", "--no-defaults", "--datadir=" + (d / "data").string(),
-                                  "--skip-test-db", "--auth-root-authentication-method=normal"};
+                                  "--skip-test-db", "--auth-root-authentication-method=normal", "--tmpdir=" + (d / "tmp").string()};
     if (::getuid() == 0) argv.push_back("--user=root");
     Process p(argv, {}, (d / "install.log").string());
     auto st = p.wait(120s);
@@ -216,6 +220,7 @@ const fs::path& mariadb_template() {
 
 MariaDbServer::MariaDbServer() : port_(free_port()), dir_(fresh_dir("pitstop-mariadb-")) {
   fs::copy(mariadb_template(), dir_ / "data", fs::copy_options::recursive);
+  fs::create_directories(dir_ / "tmp");
   start();
 }
 
@@ -235,6 +240,51 @@ config::MariaDb MariaDbServer::settings() const {
   return m;
 }
 
+std::string mariadb_sql(const config::MariaDb& server, const std::string& text) {
+  static int n = 0;
+  auto file = fs::temp_directory_path() / ("pitstop-sql-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".sql");
+  std::ofstream(file) << text;
+  Process p({"mariadb", "--no-defaults", "-h", server.host, "-P", std::to_string(server.port), "-u", server.user,
+             "--password=" + server.password, "-N", "-B", server.database, "-e", "source " + file.string()});
+  auto st = p.wait(120s);
+  std::error_code ec;
+  fs::remove(file, ec);
+  if (!st || *st != 0) throw std::runtime_error("mariadb client failed: " + p.log());
+  return p.log();
+}
+
+ApiUser::ApiUser(config::MariaDb server, std::string name, std::vector<std::string> roles)
+    : server_(std::move(server)), name_(std::move(name)) {
+  static int n = 0;
+  const std::string tag = std::to_string(::getpid()) + "x" + std::to_string(n++);
+  key_ = "key" + tag;
+  secret_ = "secret" + tag;
+  auto cfg = service_config();
+  auto fernet = auth::Fernet::from_key(cfg.auth.encryption_key);
+  std::string sql = "DELETE FROM `tabUser` WHERE name = '" + name_ + "';\n"
+                    "INSERT INTO `tabUser` (name, enabled, api_key) VALUES ('" + name_ + "', 1, '" + key_ + "');\n"
+                    "REPLACE INTO `__Auth` (doctype, name, fieldname, password, encrypted) VALUES ('User', '" + name_ +
+                    "', 'api_secret', '" + fernet->encrypt(secret_) + "', 1);\n";
+  int idx = 0;
+  for (const auto& r : roles)
+    sql += "INSERT INTO `tabHas Role` (name, role, parent, parenttype, parentfield, idx) VALUES ('" + name_ + "-" + r + "', '" + r +
+           "', '" + name_ + "', 'User', 'roles', " + std::to_string(++idx) + ");\n";
+  mariadb_sql(server_, sql);
+}
+
+ApiUser::~ApiUser() {
+  try {
+    mariadb_sql(server_, "DELETE FROM `tabUser` WHERE name = '" + name_ + "'; DELETE FROM `__Auth` WHERE name = '" + name_ +
+                             "'; DELETE FROM `tabHas Role` WHERE parent = '" + name_ + "';");
+  } catch (...) {
+    // The server may be gone (a test stopped it); nothing to clean then.
+  }
+}
+
+std::string MariaDbServer::url() const { return "mariadb://pitstop:pitstop@127.0.0.1:" + std::to_string(port_) + "/workshop"; }
+
+std::string MariaDbServer::sql(const std::string& text) { return mariadb_sql(settings(), text); }
+
 void MariaDbServer::start() {
   std::vector<std::string> argv{"mariadbd",
                                 "--no-defaults",
@@ -243,6 +293,7 @@ void MariaDbServer::start() {
                                 "--pid-file=" + (dir_ / "mariadb.pid").string(),
                                 "--port=" + std::to_string(port_),
                                 "--bind-address=127.0.0.1",
+                                "--tmpdir=" + (dir_ / "tmp").string(),
                                 // A disposable server: no accounts to set up, small and fast.
                                 "--skip-grant-tables",
                                 "--skip-log-bin",
@@ -362,6 +413,46 @@ bool RawClient::closed_by_peer(std::chrono::milliseconds limit) {
     if (n <= 0) return true;
     pending_.append(tmp, static_cast<std::size_t>(n));
   }
+}
+
+Pitstop::Pitstop(std::map<std::string, std::string> env) {
+  static int n = 0;
+  port_file_ = (fs::temp_directory_path() / ("pitstop-port-" + std::to_string(::getpid()) + "-" + std::to_string(n++))).string();
+  fs::remove(port_file_);
+  env.emplace("PITSTOP_LISTEN", "127.0.0.1:0");
+  env.emplace("PITSTOP_WORKERS", "2");
+  proc_ = std::make_unique<Process>(std::vector<std::string>{(binary_dir() / "pitstop").string(), "--config",
+                                                             (source_dir() / "config/pitstop.json").string(), "--port-file", port_file_},
+                                    env);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (true) {
+    std::ifstream in(port_file_);
+    if (in >> port_) break;
+    if (!proc_->running()) throw std::runtime_error("pitstop exited: " + proc_->log());
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("pitstop did not start: " + proc_->log());
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+Pitstop::~Pitstop() {
+  std::error_code ec;
+  fs::remove(port_file_, ec);
+}
+
+int Pitstop::stop() {
+  proc_->signal(SIGTERM);
+  auto st = proc_->wait(20s);
+  return st ? *st : -1;
+}
+
+std::optional<RawClient::Response> http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                                                const std::vector<std::string>& headers, std::chrono::milliseconds limit) {
+  RawClient c(port);
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  req += "\r\n";
+  if (!c.send(req)) return std::nullopt;
+  return c.read_response(limit);
 }
 
 std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,

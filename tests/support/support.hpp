@@ -28,6 +28,26 @@ config::Config service_config();
 
 std::uint16_t free_port();
 
+// Runs SQL with the mariadb client on `server` (as its configured user); returns the output
+// (tab-separated, no column names). Throws when the client fails.
+std::string mariadb_sql(const config::MariaDb& server, const std::string& text);
+
+// A user with an API key, created in `server` (tabUser, __Auth with the secret Fernet-encrypted
+// by config/pitstop.json's key, tabHas Role) and removed by the destructor.
+class ApiUser {
+ public:
+  ApiUser(config::MariaDb server, std::string name, std::vector<std::string> roles = {"All"});
+  ~ApiUser();
+  const std::string& name() const { return name_; }
+  const std::string& key() const { return key_; }
+  const std::string& secret() const { return secret_; }
+  std::string token_header() const { return "Authorization: token " + key_ + ":" + secret_; }
+
+ private:
+  config::MariaDb server_;
+  std::string name_, key_, secret_;
+};
+
 // Runs `task` on `ioc` until it completes; fails the test (throws) past `limit`.
 void run(boost::asio::io_context& ioc, boost::asio::awaitable<void> task,
          std::chrono::milliseconds limit = std::chrono::seconds(60));
@@ -75,6 +95,10 @@ class MariaDbServer {
   ~MariaDbServer();
   std::uint16_t port() const { return port_; }
   config::MariaDb settings() const;  // user pitstop / pitstop, database workshop
+  std::string url() const;           // mariadb://pitstop:pitstop@127.0.0.1:<port>/workshop
+  // Runs SQL (or a file, with `source <path>`) on `workshop` with the mariadb client; returns
+  // its output (tab-separated, no column names); throws when the client fails.
+  std::string sql(const std::string& text);
   void start();
   void stop();  // SIGKILL
 
@@ -117,6 +141,28 @@ class RawClient {
   int fd_ = -1;
   std::string pending_;
 };
+
+// A pitstop binary running with config/pitstop.json and these PITSTOP_* overrides (on top of the
+// environment's); it listens on a free port of 127.0.0.1 with two workers unless told otherwise.
+class Pitstop {
+ public:
+  explicit Pitstop(std::map<std::string, std::string> env = {});
+  ~Pitstop();
+  std::uint16_t port() const { return port_; }
+  Process& process() { return *proc_; }
+  // SIGTERM and wait; returns the exit status.
+  int stop();
+
+ private:
+  std::string port_file_;
+  std::uint16_t port_ = 0;
+  std::unique_ptr<Process> proc_;
+};
+
+// One request on a fresh connection, with extra header lines ("Name: value").
+std::optional<RawClient::Response> http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                                                const std::vector<std::string>& headers = {},
+                                                std::chrono::milliseconds limit = std::chrono::seconds(10));
 
 // One request on a fresh connection.
 std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,

@@ -1,0 +1,246 @@
+// The read path: route, identify, then L1 -> Redis -> origin with single-flight, stale answers
+// where the category allows them, and RFC 9211 Cache-Status on every answer from a rule.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+
+#include "proxy/app/worker.hpp"
+#include "proxy/log/log.hpp"
+
+namespace pitstop::app {
+
+namespace asio = boost::asio;
+using cache::EntryPtr;
+using cache::Outcome;
+using cache::OutcomePtr;
+
+namespace {
+
+http::Response from_failure(unsigned status, std::string_view exc_type, std::string_view message) {
+  return http::error_response(status, exc_type, message);
+}
+
+std::string cache_status(std::string_view params) {
+  std::string s = "pitstop; ";
+  s.append(params);
+  return s;
+}
+
+http::Response answer(const EntryPtr& e, std::string status_field, const http::Request& req) {
+  http::Response r;
+  r.status = e->status;
+  r.content_type = e->content_type;
+  if (!e->etag.empty()) r.set_header("ETag", e->etag);
+  r.set_header("Cache-Status", std::move(status_field));
+  const auto inm = req.header("If-None-Match");
+  if (e->status == 200 && !inm.empty() && !e->etag.empty() && cache::etag_matches(inm, e->etag)) {
+    r.status = 304;
+    return r;
+  }
+  // The cached body is sent from the entry itself, without a copy.
+  r.shared_body = std::shared_ptr<const std::string>(e, &e->body);
+  return r;
+}
+
+origin::ListRequest list_request(const rules::Values& query) {
+  origin::ListRequest l;
+  auto take = [&](const char* name, std::optional<std::string>& out) {
+    if (const std::string* v = query.find(name)) out = *v;
+  };
+  take("fields", l.fields);
+  take("filters", l.filters);
+  take("or_filters", l.or_filters);
+  take("order_by", l.order_by);
+  take("group_by", l.group_by);
+  take("limit_start", l.limit_start);
+  take("limit_page_length", l.limit_page_length);
+  take("limit", l.limit);
+  take("as_dict", l.as_dict);
+  return l;
+}
+
+}  // namespace
+
+std::chrono::milliseconds Router::cfg_origin_timeout() const { return worker_.config().timeouts.origin; }
+
+asio::awaitable<http::Response> Router::handle(const http::Request& req) {
+  const auto raw_path = req.path();
+  if (raw_path == "/healthz" || raw_path == "/readyz") {
+    if (req.method() != http::Method::get && req.method() != http::Method::head) {
+      auto r = http::error_response(405, "MethodNotAllowed", "Use GET");
+      r.set_header("Allow", "GET, HEAD");
+      co_return r;
+    }
+    if (raw_path == "/healthz") {
+      auto r = http::json_response(200, "{\"status\":\"ok\"}");
+      r.set_header("Cache-Control", "no-store");
+      co_return r;
+    }
+    co_return co_await readiness(worker_);
+  }
+
+  auto path = rules::decode_path(raw_path);
+  if (!path) co_return from_failure(path.error().status, path.error().exc_type, path.error().message);
+  rules::Values captures;
+  const rules::Rule* rule = worker_.shared().rules->match(req.method(), *path, captures);
+  if (!rule) {
+    std::string message = "No route for ";
+    message.append(req.method_text());
+    message += ' ';
+    message.append(path->substr(0, 200));
+    co_return http::error_response(404, "DoesNotExistError", message);
+  }
+
+  // Refusals from a rule say so in Cache-Status too: the cache was not consulted.
+  auto refused = [](unsigned status, std::string_view exc_type, std::string_view message) {
+    auto r = from_failure(status, exc_type, message);
+    r.set_header("Cache-Status", "pitstop; detail=refused");
+    return r;
+  };
+  auto query = rules::parse_query(req.query());
+  if (!query) co_return refused(query.error().status, query.error().exc_type, query.error().message);
+  auto params = rules::bind_params(*rule, *query);
+  if (!params) co_return refused(params.error().status, params.error().exc_type, params.error().message);
+  FetchJob job;
+  job.rule = rule;
+  job.captures = std::move(captures);
+  job.params = std::move(*params);
+  std::string canonical;
+  if (rule->origin == rules::Origin::resource_list) {
+    job.list = list_request(*query);
+    auto c = origin::canonical_list_request(job.list);
+    if (!c) co_return refused(417, "ValidationError", c.error().message);
+    canonical = std::move(*c);
+  }
+
+  // Nothing cached is served before the identity is verified.
+  auto identity = co_await worker_.verifier().identify(req.header("Authorization"), req.header("Cookie"));
+  if (!identity) co_return refused(identity.error().status, identity.error().exc_type, identity.error().message);
+  if (identity->is_guest() && !rule->allow_guest) {
+    if (identity->session_expired) co_return refused(401, "SessionExpired", "Session expired");
+    co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");
+  }
+
+  const auto& cfg = worker_.config();
+  job.key = rules::cache_key(cfg.site, *rule, job.captures, job.params, canonical, identity->user);
+  job.category = &cfg.cache.categories.at(rule->category);
+  co_return co_await serve(std::move(job), req);
+}
+
+asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request& req) {
+  auto& shared = worker_.shared();
+  const std::int64_t now = cache::now_ms();
+  EntryPtr e = shared.l1.get(job.key, now);
+  const char* source = "l1";
+  bool redis_down = false;
+  if (!e) {
+    auto r = co_await worker_.store().get(job.key);
+    if (!r) {
+      redis_down = true;
+    } else if (*r && !(*r)->dead(now)) {
+      e = *r;
+      source = "redis";
+      shared.l1.put(e);
+    }
+  }
+  const std::string down = redis_down ? "; detail=redis-down" : "";
+  if (e && e->fresh(now))
+    co_return answer(e, cache_status("hit; ttl=" + std::to_string(e->ttl_left_s(now)) + "; detail=" + source), req);
+
+  if (e && now < e->expires_ms() + e->swr_ms) {
+    // Stale while revalidate: this answer now, one refresh in the background.
+    auto ticket = shared.flights.join(job.key);
+    if (ticket.leader) asio::co_spawn(worker_.ioc(), refresh(std::move(job), ticket.flight), asio::detached);
+    co_return answer(e, cache_status("hit; ttl=" + std::to_string(e->ttl_left_s(now)) + "; detail=stale-while-revalidate"), req);
+  }
+
+  auto ticket = shared.flights.join(job.key);
+  OutcomePtr outcome;
+  if (ticket.leader) {
+    // A fetch may have finished while this request was looking in Redis: its answer is in L1
+    // (or Redis, without L1) by now, and fetching again would be a second origin query.
+    EntryPtr late = shared.l1.get(job.key, cache::now_ms());
+    const char* late_source = "l1";
+    if (!late && !shared.l1.enabled()) {
+      auto r = co_await worker_.store().get(job.key);
+      if (r && *r) late = *r;
+      late_source = "redis";
+    }
+    if (late && late->fresh(cache::now_ms())) {
+      auto o = std::make_shared<Outcome>();
+      o->entry = late;
+      shared.flights.finish(job.key, ticket.flight, o);
+      co_return answer(late, cache_status("hit; ttl=" + std::to_string(late->ttl_left_s(cache::now_ms())) + "; detail=" + late_source), req);
+    }
+    outcome = co_await fetch(job);
+    shared.flights.finish(job.key, ticket.flight, outcome);
+  } else {
+    outcome = co_await shared.flights.wait(ticket.flight, std::chrono::steady_clock::now() + cfg_origin_timeout());
+    if (!outcome) {
+      if (e && cache::now_ms() < e->expires_ms() + e->sie_ms)
+        co_return answer(e, cache_status("fwd=stale; ttl=" + std::to_string(e->ttl_left_s(cache::now_ms())) + "; detail=stale-if-error"), req);
+      co_return from_failure(504, "GatewayTimeout", "The origin did not answer in time");
+    }
+  }
+  const EntryPtr& got = outcome->entry;
+  const std::string fwd = e ? "fwd=stale" : "fwd=uri-miss";
+  if (got->status != 200) {
+    const std::int64_t later = cache::now_ms();
+    if (outcome->transient && e && later < e->expires_ms() + e->sie_ms)
+      co_return answer(e, cache_status(fwd + "; fwd-status=" + std::to_string(got->status) + "; ttl=" +
+                                       std::to_string(e->ttl_left_s(later)) + "; detail=stale-if-error"), req);
+    http::Response r;
+    r.status = got->status;
+    r.content_type = got->content_type;
+    r.shared_body = std::shared_ptr<const std::string>(got, &got->body);
+    r.set_header("Cache-Status", cache_status(fwd + "; fwd-status=" + std::to_string(got->status)));
+    co_return r;
+  }
+  std::string status = fwd;
+  if (!ticket.leader) status += "; collapsed";
+  else if (outcome->stored) status += "; stored";
+  if (outcome->redis_down || redis_down) status += "; detail=redis-down";
+  co_return answer(got, cache_status(status), req);
+}
+
+asio::awaitable<void> Router::refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight) {
+  auto outcome = co_await fetch(job);
+  worker_.shared().flights.finish(job.key, flight, outcome);
+}
+
+asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job) {
+  auto out = std::make_shared<Outcome>();
+  auto body = co_await worker_.fetch_origin(*job.rule, job.captures, job.params, job.list);
+  if (!body) {
+    auto e = std::make_shared<cache::Entry>();
+    auto r = http::error_response(body.error().status, body.error().exc_type, body.error().message);
+    e->status = r.status;
+    e->body = std::move(r.body);
+    out->entry = std::move(e);
+    out->transient = body.error().transient;
+    co_return out;
+  }
+  auto e = std::make_shared<cache::Entry>();
+  e->key = job.key;
+  e->status = 200;
+  e->etag = cache::strong_etag(*body);
+  e->stored_ms = cache::now_ms();
+  e->ttl_ms = job.category->ttl.count() * 1000;
+  e->swr_ms = job.category->stale_while_revalidate.count() * 1000;
+  e->sie_ms = job.category->stale_if_error.count() * 1000;
+  e->tags = rules::render_tags(job.rule->tags, job.captures, job.params, *body);
+  e->body = std::move(*body);
+  out->entry = e;
+  // An answer tagged beyond reason could not be invalidated reliably: serve it, don't keep it.
+  if (e->tags.size() > kMaxTags) {
+    log::warn("rule ", job.rule->name, ": ", e->tags.size(), " tags on one answer; not cached");
+    co_return out;
+  }
+  worker_.shared().l1.put(e);
+  auto ec = co_await worker_.store().put(*e);
+  out->stored = true;
+  out->redis_down = static_cast<bool>(ec);
+  co_return out;
+}
+
+}  // namespace pitstop::app

@@ -1,0 +1,25 @@
+#pragma once
+// What the workers share: the rules and named queries (immutable after start-up), the L1 cache
+// and the single-flight table (both internally synchronised). Nothing else crosses threads.
+#include <map>
+#include <memory>
+#include <string>
+
+#include "proxy/cache/cache.hpp"
+#include "proxy/config/config.hpp"
+#include "proxy/origin/origin.hpp"
+#include "proxy/rules/rules.hpp"
+
+namespace pitstop::app {
+
+struct Shared {
+  explicit Shared(const config::Config& cfg);
+
+  const config::Config& cfg;
+  std::shared_ptr<const rules::RuleSet> rules;
+  std::map<std::string, origin::NamedQuery> queries;
+  cache::L1 l1;
+  cache::Flights flights;
+};
+
+}  // namespace pitstop::app

@@ -1,0 +1,258 @@
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <boost/throw_exception.hpp>
+#include <stdexcept>
+
+#include "proxy/auth/auth.hpp"
+#include "proxy/auth/base64.hpp"
+#include "proxy/log/log.hpp"
+
+namespace pitstop::auth {
+
+namespace asio = boost::asio;
+using boost::system::result;
+
+void throw_exception_from_error(const Failure& f, const boost::source_location& loc) {
+  boost::throw_exception(std::runtime_error(f.message), loc);
+}
+
+bool Identity::has_role(std::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+namespace {
+
+constexpr std::size_t kMaxCredential = 512;
+
+Failure unauthorized(std::string message) { return {401, "AuthenticationError", std::move(message)}; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool printable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; });
+}
+
+// key:secret with exactly one colon, as Frappe's `api_key, api_secret = token.split(":")`.
+std::optional<Credential> key_secret(std::string_view text) {
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos || text.find(':', colon + 1) != std::string_view::npos) return std::nullopt;
+  Credential c;
+  c.kind = Kind::api_key;
+  c.key = std::string(text.substr(0, colon));
+  c.secret = std::string(text.substr(colon + 1));
+  if (c.key.empty() || c.secret.empty() || !printable(c.key) || !printable(c.secret)) return std::nullopt;
+  return c;
+}
+
+}  // namespace
+
+result<RequestCredentials, Failure> parse_credentials(std::string_view authorization, std::string_view cookie_header) {
+  RequestCredentials out;
+  if (!authorization.empty()) {
+    if (authorization.size() > kMaxCredential)
+      return Failure{400, "InvalidAuthorizationHeader", "The Authorization header is too long"};
+    auto space = authorization.find(' ');
+    if (space == std::string_view::npos || space == 0 || space + 1 >= authorization.size() ||
+        authorization.find(' ', space + 1) != std::string_view::npos)
+      return Failure{400, "InvalidAuthorizationHeader",
+                     "The Authorization header must be \"token <api_key>:<api_secret>\", \"Basic <base64>\" or \"Bearer <token>\""};
+    const std::string type = lower(authorization.substr(0, space));
+    const std::string_view value = authorization.substr(space + 1);
+    if (type == "token") {
+      auto c = key_secret(value);
+      if (!c) return unauthorized("Invalid API key or secret");
+      out.header = std::move(*c);
+    } else if (type == "basic") {
+      auto decoded = base64_decode(value, Base64::standard);
+      if (!decoded)
+        return Failure{400, "InvalidAuthorizationToken", "Failed to decode token, please provide a valid base64-encoded token."};
+      auto c = key_secret(*decoded);
+      if (!c) return unauthorized("Invalid API key or secret");
+      out.header = std::move(*c);
+    } else if (type == "bearer") {
+      if (!printable(value)) return unauthorized("Invalid bearer token");
+      out.header = Credential{Kind::bearer, std::string(value), {}};
+    } else {
+      return unauthorized("Unsupported authorization type \"" + std::string(authorization.substr(0, space)) + "\"");
+    }
+  }
+  // Cookie: name=value; name2=value2
+  std::string_view rest = cookie_header;
+  while (!rest.empty()) {
+    auto semi = rest.find(';');
+    std::string_view pair = rest.substr(0, semi);
+    rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    auto eq = pair.find('=');
+    if (eq == std::string_view::npos || pair.substr(0, eq) != "sid") continue;
+    std::string_view sid = pair.substr(eq + 1);
+    while (!sid.empty() && sid.back() == ' ') sid.remove_suffix(1);
+    if (sid.size() >= 2 && sid.front() == '"' && sid.back() == '"') sid = sid.substr(1, sid.size() - 2);
+    if (sid.empty() || sid == "Guest") break;
+    if (sid.size() > kMaxCredential || !printable(sid)) return unauthorized("Invalid session cookie");
+    out.session = Credential{Kind::session, std::string(sid), {}};
+    break;
+  }
+  return out;
+}
+
+Verifier::Verifier(db::Pool& pool, Settings settings) : pool_(pool), settings_(std::move(settings)) {
+  fernet_ = Fernet::from_key(settings_.encryption_key);
+  RAND_bytes(hash_key_, sizeof hash_key_);
+}
+
+void Verifier::clear_cache() {
+  cache_.clear();
+  lru_.clear();
+}
+
+std::string Verifier::cache_key(const Credential& c) const {
+  std::string material;
+  material.push_back(static_cast<char>('0' + static_cast<int>(c.kind)));
+  material += c.key;
+  material.push_back('\0');
+  material += c.secret;
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), hash_key_, sizeof hash_key_, reinterpret_cast<const unsigned char*>(material.data()), material.size(),
+       mac, &len);
+  OPENSSL_cleanse(material.data(), material.size());
+  return std::string(reinterpret_cast<const char*>(mac), len);
+}
+
+asio::awaitable<result<Identity, Failure>> Verifier::identify(std::string_view authorization, std::string_view cookie_header) {
+  auto parsed = parse_credentials(authorization, cookie_header);
+  if (!parsed) co_return parsed.error();
+  auto creds = std::move(*parsed);
+  std::vector<const Credential*> order;
+  // Frappe resumes the session first; an Authorization header only counts without one.
+  if (creds.session) order.push_back(&*creds.session);
+  if (creds.header) order.push_back(&*creds.header);
+  if (order.empty()) co_return Identity{};
+
+  std::optional<Failure> last;
+  for (const Credential* c : order) {
+    const std::string key = cache_key(*c);
+    const auto now = std::chrono::steady_clock::now();
+    if (auto it = cache_.find(key); it != cache_.end()) {
+      if (it->second.expires > now) {
+        ++stats_.cache_hits;
+        lru_.splice(lru_.begin(), lru_, it->second.lru);
+        if (it->second.identity) co_return *it->second.identity;
+        last = it->second.failure;
+        continue;
+      }
+      lru_.erase(it->second.lru);
+      cache_.erase(it);
+    }
+    ++stats_.lookups;
+    auto r = co_await verify(*c);
+    // Only answers from the database are remembered; an outage is not a verdict.
+    if (r || r.error().status == 401) {
+      if (cache_.size() >= settings_.cache_entries && !lru_.empty()) {
+        cache_.erase(lru_.back());
+        lru_.pop_back();
+      }
+      lru_.push_front(key);
+      Cached entry;
+      entry.lru = lru_.begin();
+      if (r) {
+        entry.identity = *r;
+        entry.expires = now + settings_.identity_ttl;
+      } else {
+        entry.failure = r.error();
+        entry.expires = now + settings_.failure_ttl;
+      }
+      cache_.emplace(key, std::move(entry));
+    }
+    if (r) co_return *r;
+    if (r.error().status != 401) co_return r.error();
+    last = r.error();
+  }
+  // An expired or unknown session without a usable header: a guest, told why if it matters.
+  if (!creds.header && creds.session) {
+    Identity guest;
+    guest.session_expired = true;
+    co_return guest;
+  }
+  co_return *last;
+}
+
+asio::awaitable<result<std::vector<std::string>, Failure>> Verifier::roles_of(const std::string& user) {
+  const db::Param p[] = {std::string_view(user)};
+  auto r = co_await pool_.execute("SELECT `role` FROM `tabHas Role` WHERE `parent` = ? AND `parenttype` = 'User' ORDER BY `idx`", p);
+  if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+  std::vector<std::string> roles;
+  for (const auto& row : r->rows)
+    if (row[0]) roles.push_back(*row[0]);
+  co_return roles;
+}
+
+asio::awaitable<result<Identity, Failure>> Verifier::verify(const Credential& c) {
+  Identity id;
+  id.kind = c.kind;
+  if (c.kind == Kind::api_key) {
+    const db::Param p[] = {std::string_view(c.key)};
+    auto r = co_await pool_.execute(
+        "SELECT u.`name`, u.`enabled`, a.`password` FROM `tabUser` u "
+        "LEFT JOIN `__Auth` a ON a.`doctype` = 'User' AND a.`name` = u.`name` AND a.`fieldname` = 'api_secret' "
+        "AND a.`encrypted` = 1 WHERE u.`api_key` = ?",
+        p);
+    if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+    if (r->rows.empty() || !r->rows[0][0]) co_return unauthorized("Invalid API key or secret");
+    const auto& row = r->rows[0];
+    if (!row[1] || *row[1] != "1") co_return unauthorized("User " + *row[0] + " is disabled");
+    if (!row[2]) co_return unauthorized("Invalid API key or secret");
+    if (!fernet_) {
+      log::error("auth.encryption_key is not a valid Fernet key: API secrets cannot be checked");
+      co_return unauthorized("Invalid API key or secret");
+    }
+    auto secret = fernet_->decrypt(*row[2]);
+    if (!secret) {
+      log::warn("the api_secret of ", *row[0], " does not decrypt with auth.encryption_key (is it the site's key?)");
+      co_return unauthorized("Invalid API key or secret");
+    }
+    const bool same = secret->size() == c.secret.size() && CRYPTO_memcmp(secret->data(), c.secret.data(), c.secret.size()) == 0;
+    OPENSSL_cleanse(secret->data(), secret->size());
+    if (!same) co_return unauthorized("Invalid API key or secret");
+    id.user = *row[0];
+  } else if (c.kind == Kind::bearer) {
+    const db::Param p[] = {std::string_view(c.key)};
+    auto r = co_await pool_.execute(
+        "SELECT t.`user`, t.`status`, t.`expiration_time` > NOW(6), u.`enabled` FROM `tabOAuth Bearer Token` t "
+        "LEFT JOIN `tabUser` u ON u.`name` = t.`user` WHERE t.`access_token` = ?",
+        p);
+    if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+    if (r->rows.empty()) co_return unauthorized("Invalid bearer token");
+    const auto& row = r->rows[0];
+    if (row[1] && *row[1] == "Revoked") co_return unauthorized("The bearer token was revoked");
+    if (!row[2] || *row[2] != "1") co_return unauthorized("The bearer token has expired");
+    if (!row[0] || row[0]->empty() || !row[3] || *row[3] != "1") co_return unauthorized("Invalid bearer token");
+    id.user = *row[0];
+  } else {
+    const db::Param p[] = {std::string_view(c.key), std::int64_t{settings_.session_expiry.count()}};
+    auto r = co_await pool_.execute(
+        "SELECT s.`user`, u.`enabled` FROM `tabSessions` s LEFT JOIN `tabUser` u ON u.`name` = s.`user` "
+        "WHERE s.`sid` = ? AND s.`lastupdate` > NOW(6) - INTERVAL ? SECOND "
+        "AND (s.`status` IS NULL OR s.`status` = 'Active') ORDER BY s.`lastupdate` DESC LIMIT 1",
+        p);
+    if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+    if (r->rows.empty() || !r->rows[0][0] || *r->rows[0][0] == "Guest") co_return Failure{401, "SessionExpired", "Session expired"};
+    if (!r->rows[0][1] || *r->rows[0][1] != "1") co_return unauthorized("User " + *r->rows[0][0] + " is disabled");
+    id.user = *r->rows[0][0];
+  }
+  auto roles = co_await roles_of(id.user);
+  if (!roles) co_return roles.error();
+  id.roles = std::move(*roles);
+  co_return id;
+}
+
+}  // namespace pitstop::auth

@@ -1,0 +1,95 @@
+#pragma once
+// The sql origin: the MariaDB-backed handler inside pitstop. Named queries (sql/queries/*.sql)
+// answer the method endpoints as Frappe wraps a method ({"message": …}); generic resource reads
+// answer /api/resource as Frappe does ({"data": …}). Values are typed as Frappe types them.
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/result.hpp>
+
+#include "proxy/db/db.hpp"
+#include "proxy/json/writer.hpp"
+#include "proxy/origin/list_query.hpp"
+#include "proxy/rules/rules.hpp"
+
+namespace pitstop::origin {
+
+// An answer the origin could not give, in Frappe's error shape. `transient` failures (the
+// database timed out or is unreachable) may be covered by a stale answer (stale-if-error).
+struct Failure {
+  unsigned status = 500;
+  std::string exc_type;
+  std::string message;
+  bool transient = false;
+};
+[[noreturn]] void throw_exception_from_error(const Failure& f, const boost::source_location& loc);
+
+// A named query file: statements, each introduced by a directive line
+//   -- @result <name> one|many|map [required <DocType>:<param>]
+//   -- @result . list|merge
+// `one` is a row object (or null), `many` an array of row objects, `map` an object from the first
+// column to the second, `merge` puts one row's columns into the message itself, and `list` (alone)
+// makes the message an array. Parameters are written :name and bound, never spliced.
+struct Statement {
+  enum class Mode { one, many, map, merge, list };
+  std::string name;
+  Mode mode = Mode::many;
+  std::string sql;                  // with ? placeholders
+  std::vector<std::string> params;  // in placeholder order
+  std::string required_doctype;     // "one ... required Customer:customer"
+  std::string required_param;
+};
+
+struct NamedQuery {
+  std::string name;
+  std::string file;
+  std::vector<Statement> statements;
+  std::vector<std::string> params() const;  // every :param used
+};
+
+// Parses a query file (throws config::ConfigError naming the file and line).
+NamedQuery parse_named_query(const std::string& name, const std::string& file, const std::string& text);
+// Loads the query of every sql rule and checks that each :param is a required parameter of it.
+std::map<std::string, NamedQuery> load_queries(const rules::RuleSet& rules);
+
+boost::asio::awaitable<boost::system::result<std::string, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q,
+                                                                                    const rules::Values& params);
+
+// The real columns of the configured doctypes (information_schema), read once per worker.
+struct Catalog {
+  std::map<std::string, TableMeta, std::less<>> tables;  // by doctype
+  const TableMeta* table(std::string_view doctype) const;
+};
+boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, Failure>> load_catalog(db::Pool& pool,
+                                                                                                    const rules::RuleSet& rules);
+
+boost::asio::awaitable<boost::system::result<std::string, Failure>> read_doc(db::Pool& pool, const Catalog& catalog,
+                                                                             const rules::RuleSet& rules,
+                                                                             const rules::Doctype& doctype,
+                                                                             const std::string& name);
+boost::asio::awaitable<boost::system::result<std::string, Failure>> read_list(db::Pool& pool, const Catalog& catalog,
+                                                                              const rules::Doctype& doctype,
+                                                                              const ListRequest& request,
+                                                                              const ListLimits& limits);
+
+// One database value as Frappe's JSON: integers and decimals as numbers, dates and times as
+// Python's str(), NULL as null.
+void write_value(json::Writer& w, db::Kind kind, const std::optional<std::string>& value);
+
+// Runs statements on one pooled connection, in one read-only consistent snapshot when there is
+// more than one; a connection found dead on its first use is replaced once.
+struct Sql {
+  std::string text;
+  std::vector<std::string> values;  // bound as text; nullopt-free
+};
+boost::asio::awaitable<boost::system::result<std::vector<db::ResultSet>, Failure>> run_statements(db::Pool& pool,
+                                                                                                  const std::vector<Sql>& sql);
+
+// Maps a database error to the answer a client gets.
+Failure failure_from(const db::Error& e);
+
+}  // namespace pitstop::origin

@@ -1,0 +1,144 @@
+#include "proxy/log/log.hpp"
+#include "proxy/origin/origin.hpp"
+
+namespace pitstop::origin {
+
+namespace asio = boost::asio;
+using boost::system::result;
+
+const TableMeta* Catalog::table(std::string_view doctype) const {
+  auto it = tables.find(doctype);
+  return it == tables.end() ? nullptr : &it->second;
+}
+
+asio::awaitable<result<std::shared_ptr<const Catalog>, Failure>> load_catalog(db::Pool& pool, const rules::RuleSet& rules) {
+  auto r = co_await pool.execute(
+      "SELECT `TABLE_NAME`, `COLUMN_NAME`, `DATA_TYPE` FROM information_schema.`COLUMNS` "
+      "WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` LIKE 'tab%' ORDER BY `TABLE_NAME`, `ORDINAL_POSITION`",
+      {});
+  if (!r) co_return failure_from(r.error());
+  auto catalog = std::make_shared<Catalog>();
+  std::map<std::string, const rules::Doctype*, std::less<>> by_table;
+  for (const auto& [name, d] : rules.doctypes()) by_table.emplace(d.table, &d);
+  for (const auto& row : r->rows) {
+    if (!row[0] || !row[1] || !row[2]) continue;
+    auto it = by_table.find(*row[0]);
+    if (it == by_table.end()) continue;
+    auto& t = catalog->tables[it->second->name];
+    t.doctype = it->second->name;
+    t.table = it->second->table;
+    t.columns.push_back({*row[1], *row[2]});
+  }
+  for (const auto& [name, d] : rules.doctypes())
+    if (!catalog->tables.count(name)) log::warn("doctype ", name, ": table `", d.table, "` not found in the database");
+  co_return std::shared_ptr<const Catalog>(std::move(catalog));
+}
+
+namespace {
+
+std::string quoted(std::string_view ident) {
+  std::string out = "`";
+  for (char c : ident) {
+    if (c == '`') out += "``";
+    else out.push_back(c);
+  }
+  out += '`';
+  return out;
+}
+
+std::string select_all(const TableMeta& t) {
+  std::string sql = "SELECT ";
+  for (std::size_t i = 0; i < t.columns.size(); ++i) {
+    if (i) sql += ", ";
+    sql += quoted(t.columns[i].name);
+  }
+  sql += " FROM " + quoted(t.table);
+  return sql;
+}
+
+// Frappe answers documents with as_dict(no_nulls=True): NULL fields are left out.
+void write_doc_row(json::Writer& w, const db::ResultSet& r, std::size_t row, std::string_view doctype) {
+  for (std::size_t c = 0; c < r.columns.size(); ++c) {
+    if (!r.rows[row][c]) continue;
+    w.key(r.columns[c].name);
+    write_value(w, r.columns[c].kind, r.rows[row][c]);
+  }
+  w.member("doctype", doctype);
+}
+
+}  // namespace
+
+asio::awaitable<result<std::string, Failure>> read_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
+                                                       const rules::Doctype& doctype, const std::string& name) {
+  const TableMeta* table = catalog.table(doctype.name);
+  if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
+  std::vector<Sql> sql;
+  sql.push_back({select_all(*table) + " WHERE `name` = ?", {name}});
+  std::vector<std::pair<std::string, const TableMeta*>> children;
+  for (const auto& [field, child] : doctype.children) {
+    const TableMeta* ct = catalog.table(child);
+    if (!ct) continue;
+    children.emplace_back(field, ct);
+    sql.push_back({select_all(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx`",
+                   {name, doctype.name, field}});
+  }
+  (void)rules;
+  auto ran = co_await run_statements(pool, sql);
+  if (!ran) co_return ran.error();
+  const auto& results = *ran;
+  if (results[0].rows.empty()) co_return Failure{404, "DoesNotExistError", doctype.name + " " + name + " not found", false};
+  std::string body;
+  json::Writer w(body);
+  w.begin_object().key("data").begin_object();
+  write_doc_row(w, results[0], 0, doctype.name);
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    const auto& r = results[i + 1];
+    w.key(children[i].first).begin_array();
+    for (std::size_t row = 0; row < r.rows.size(); ++row) {
+      w.begin_object();
+      write_doc_row(w, r, row, children[i].second->doctype);
+      w.end_object();
+    }
+    w.end_array();
+  }
+  w.end_object().end_object();
+  co_return body;
+}
+
+asio::awaitable<result<std::string, Failure>> read_list(db::Pool& pool, const Catalog& catalog, const rules::Doctype& doctype,
+                                                        const ListRequest& request, const ListLimits& limits) {
+  const TableMeta* table = catalog.table(doctype.name);
+  if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
+  auto q = build_list_query(*table, request, limits);
+  if (!q) co_return Failure{417, "ValidationError", q.error().message, false};
+  std::vector<Sql> sql;
+  sql.push_back(Sql{q->sql, q->params});
+  auto ran = co_await run_statements(pool, sql);
+  if (!ran) co_return ran.error();
+  const auto& r = (*ran)[0];
+  if (q->capped && r.rows.size() > limits.max_rows)
+    co_return Failure{417, "ValidationError",
+                      "More than " + std::to_string(limits.max_rows) + " rows match; ask for pages with limit_start and limit_page_length",
+                      false};
+  std::string body;
+  json::Writer w(body);
+  w.begin_object().key("data").begin_array();
+  for (const auto& row : r.rows) {
+    if (q->as_dict) {
+      w.begin_object();
+      for (std::size_t c = 0; c < r.columns.size(); ++c) {
+        w.key(c < q->output_names.size() ? q->output_names[c] : r.columns[c].name);
+        write_value(w, r.columns[c].kind, row[c]);
+      }
+      w.end_object();
+    } else {
+      w.begin_array();
+      for (std::size_t c = 0; c < r.columns.size(); ++c) write_value(w, r.columns[c].kind, row[c]);
+      w.end_array();
+    }
+  }
+  w.end_array().end_object();
+  co_return body;
+}
+
+}  // namespace pitstop::origin

@@ -1,0 +1,709 @@
+#include "proxy/rules/rules.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+namespace pitstop::rules {
+
+namespace fs = std::filesystem;
+using config::ConfigError;
+
+void throw_exception_from_error(const RequestError& e, const boost::source_location& loc) {
+  boost::throw_exception(std::runtime_error(e.message), loc);
+}
+
+bool TagTemplate::uses_result() const {
+  return std::any_of(pieces.begin(), pieces.end(), [](const Piece& p) { return p.kind == Piece::Kind::result; });
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Text helpers
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding as werkzeug does it: a '%' not followed by two hex digits stays as it is.
+std::string percent_decode(std::string_view in, bool plus_is_space) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%' && i + 2 < in.size()) {
+      int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(plus_is_space && c == '+' ? ' ' : c);
+  }
+  return out;
+}
+
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  while (i < s.size()) {
+    unsigned char c = b(i);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t n = 0;
+    unsigned cp = 0;
+    if (c >= 0xC2 && c <= 0xDF) n = 1, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) n = 2, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) n = 3, cp = c & 0x07;
+    else return false;
+    if (i + n >= s.size()) return false;
+    for (std::size_t k = 1; k <= n; ++k) {
+      if ((b(i + k) & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b(i + k) & 0x3F);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+std::size_t utf8_length(std::string_view s) {
+  std::size_t n = 0;
+  for (char c : s)
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+bool valid_date(std::string_view s) {
+  if (s.size() != 10 || s[4] != '-' || s[7] != '-') return false;
+  for (std::size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u})
+    if (s[i] < '0' || s[i] > '9') return false;
+  int y = std::stoi(std::string(s.substr(0, 4)));
+  int m = std::stoi(std::string(s.substr(5, 2)));
+  int d = std::stoi(std::string(s.substr(8, 2)));
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (y < 1 || m < 1 || m > 12 || d < 1) return false;
+  int days = kDays[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0) ? 1 : 0);
+  return d <= days;
+}
+
+RequestError validation(std::string message) { return {417, "ValidationError", std::move(message)}; }
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+struct Loader {
+  std::string file;
+  const config::Config& cfg;
+
+  [[noreturn]] void fail(const std::string& where, const std::string& what) const {
+    throw ConfigError(file + ": " + where + ": " + what);
+  }
+
+  void check_keys(simdjson::dom::object obj, const std::string& where, std::initializer_list<std::string_view> known) const {
+    for (auto field : obj) {
+      if (std::find(known.begin(), known.end(), field.key) != known.end()) continue;
+      std::string list;
+      for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+      fail(where + "." + std::string(field.key), "unknown key; known keys here: " + list);
+    }
+  }
+
+  simdjson::dom::object object_at(simdjson::dom::element e, const std::string& where) const {
+    simdjson::dom::object o;
+    if (e.get(o)) fail(where, "expected an object");
+    return o;
+  }
+
+  std::string string_at(simdjson::dom::element e, const std::string& where) const {
+    std::string_view s;
+    if (e.get(s)) fail(where, "expected a string");
+    return std::string(s);
+  }
+
+  std::vector<std::string> strings_at(simdjson::dom::element e, const std::string& where) const {
+    simdjson::dom::array a;
+    if (e.get(a)) fail(where, "expected an array of strings");
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    for (auto item : a) out.push_back(string_at(item, where + "[" + std::to_string(i++) + "]"));
+    return out;
+  }
+};
+
+std::string method_name(http::Method m) {
+  switch (m) {
+    case http::Method::get: return "GET";
+    case http::Method::head: return "HEAD";
+    case http::Method::post: return "POST";
+    case http::Method::put: return "PUT";
+    case http::Method::patch: return "PATCH";
+    case http::Method::delete_: return "DELETE";
+    case http::Method::options: return "OPTIONS";
+    default: return "?";
+  }
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  std::size_t start = 1;  // after the leading '/'
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      out.push_back(path.substr(start));
+      break;
+    }
+    out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+bool valid_capture_name(std::string_view n) {
+  return !n.empty() && std::all_of(n.begin(), n.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9'); });
+}
+
+}  // namespace
+
+bool parse_tag_template(std::string_view text, TagTemplate& out, std::string& why) {
+  out = {};
+  out.source = std::string(text);
+  std::size_t i = 0;
+  std::string literal;
+  auto flush = [&] {
+    if (!literal.empty()) out.pieces.push_back({TagTemplate::Piece::Kind::literal, literal, {}});
+    literal.clear();
+  };
+  while (i < text.size()) {
+    char c = text[i];
+    if (c == '}') {
+      why = "a '}' without its '{'";
+      return false;
+    }
+    if (c != '{') {
+      literal.push_back(c);
+      ++i;
+      continue;
+    }
+    auto close = text.find('}', i);
+    if (close == std::string_view::npos) {
+      why = "a '{' without its '}'";
+      return false;
+    }
+    std::string_view ref = text.substr(i + 1, close - i - 1);
+    flush();
+    if (ref.substr(0, 1) == "$") {
+      // $.a.b[*].c
+      TagTemplate::Piece p{TagTemplate::Piece::Kind::result, std::string(ref), {}};
+      std::size_t k = 1;
+      while (k < ref.size()) {
+        if (ref[k] == '.') {
+          std::size_t end = k + 1;
+          while (end < ref.size() && ref[end] != '.' && ref[end] != '[') ++end;
+          if (end == k + 1) {
+            why = "an empty field name in " + std::string(ref);
+            return false;
+          }
+          p.path.emplace_back(ref.substr(k + 1, end - k - 1));
+          k = end;
+        } else if (ref.substr(k, 3) == "[*]") {
+          p.path.emplace_back("*");
+          k += 3;
+        } else {
+          why = "expected .field or [*] in " + std::string(ref);
+          return false;
+        }
+      }
+      if (p.path.empty()) {
+        why = "{$} names the whole answer; name a field, e.g. {$.message.customer}";
+        return false;
+      }
+      out.pieces.push_back(std::move(p));
+    } else {
+      if (!valid_capture_name(ref)) {
+        why = "{" + std::string(ref) + "} is not a parameter name (a-z, 0-9, _) or a {$.path}";
+        return false;
+      }
+      out.pieces.push_back({TagTemplate::Piece::Kind::value, std::string(ref), {}});
+    }
+    i = close + 1;
+  }
+  flush();
+  if (out.pieces.empty()) {
+    why = "the tag is empty";
+    return false;
+  }
+  return true;
+}
+
+std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const config::Config& cfg) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot be read (the \"rules\" setting of " + cfg.source + " names it)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (auto err = parser.parse(text).get(doc)) throw ConfigError(path + ": not valid JSON (" + simdjson::error_message(err) + ")");
+
+  Loader L{path, cfg};
+  auto set = std::make_shared<RuleSet>();
+  set->source_ = path;
+  auto root = L.object_at(doc, "$");
+  L.check_keys(root, "$", {"queries_dir", "doctypes", "rules"});
+
+  std::string qdir = "queries";
+  if (auto e = root["queries_dir"]; !e.error()) qdir = L.string_at(e.value_unsafe(), "$.queries_dir");
+  fs::path qpath(qdir);
+  if (qpath.is_relative()) qpath = fs::path(path).parent_path() / qpath;
+  set->queries_dir_ = qpath.lexically_normal().string();
+
+  // Doctypes
+  if (auto e = root["doctypes"]; !e.error()) {
+    auto doctypes = L.object_at(e.value_unsafe(), "$.doctypes");
+    for (auto field : doctypes) {
+      std::string name(field.key);
+      std::string where = "$.doctypes[\"" + name + "\"]";
+      if (name.empty() || name.size() > 61 || name.find('`') != std::string::npos)
+        L.fail(where, "a doctype name is 1..61 characters without backticks");
+      auto obj = L.object_at(field.value, where);
+      L.check_keys(obj, where, {"tags", "children", "parent"});
+      Doctype d;
+      d.name = name;
+      d.table = "tab" + name;
+      if (auto t = obj["tags"]; !t.error()) {
+        auto tags = L.strings_at(t.value_unsafe(), where + ".tags");
+        for (std::size_t i = 0; i < tags.size(); ++i) {
+          TagTemplate tt;
+          std::string why;
+          if (!parse_tag_template(tags[i], tt, why)) L.fail(where + ".tags[" + std::to_string(i) + "]", why);
+          if (tt.uses_result()) L.fail(where + ".tags[" + std::to_string(i) + "]", "row tags name columns, e.g. {customer}, not {$…}");
+          d.row_tags.push_back(std::move(tt));
+        }
+      }
+      if (auto p = obj["parent"]; !p.error()) d.parent = L.string_at(p.value_unsafe(), where + ".parent");
+      if (auto c = obj["children"]; !c.error()) {
+        auto children = L.object_at(c.value_unsafe(), where + ".children");
+        for (auto child : children)
+          d.children.emplace_back(std::string(child.key), L.string_at(child.value, where + ".children." + std::string(child.key)));
+      }
+      set->doctypes_.emplace(name, std::move(d));
+    }
+    for (const auto& [name, d] : set->doctypes_) {
+      std::string where = "$.doctypes[\"" + name + "\"]";
+      if (!d.parent.empty() && !set->doctypes_.count(d.parent))
+        L.fail(where + ".parent", "names \"" + d.parent + "\", which is not in $.doctypes; add it");
+      for (const auto& [field, child] : d.children) {
+        auto it = set->doctypes_.find(child);
+        if (it == set->doctypes_.end())
+          L.fail(where + ".children." + field, "names \"" + child + "\", which is not in $.doctypes; add it with \"parent\": \"" + name + "\"");
+        if (it->second.parent != name)
+          L.fail(where + ".children." + field, "\"" + child + "\" must declare \"parent\": \"" + name + "\"");
+      }
+    }
+  }
+
+  // Rules
+  simdjson::dom::array rules;
+  if (auto e = root["rules"]; e.error() || e.get(rules)) L.fail("$.rules", "expected an array of rules");
+  std::set<std::string> names;
+  std::map<std::string, std::size_t> routes;
+  std::size_t index = 0;
+  for (auto item : rules) {
+    std::string where = "$.rules[" + std::to_string(index) + "]";
+    auto obj = L.object_at(item, where);
+    Rule r;
+    r.index = index;
+    if (auto n = obj["name"]; !n.error()) r.name = L.string_at(n.value_unsafe(), where + ".name");
+    if (r.name.empty() || !valid_capture_name(r.name)) L.fail(where + ".name", "each rule needs a \"name\" of a-z, 0-9 and _");
+    where += " (" + r.name + ")";
+    L.check_keys(obj, where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest"});
+    if (!names.insert(r.name).second) L.fail(where + ".name", "another rule has this name; names must be unique");
+
+    std::string method = "GET";
+    if (auto m = obj["method"]; !m.error()) method = L.string_at(m.value_unsafe(), where + ".method");
+    if (method != "GET") L.fail(where + ".method", "only GET rules are served from the cache (got \"" + method + "\")");
+    r.method = http::Method::get;
+
+    if (auto p = obj["path"]; !p.error()) r.path = L.string_at(p.value_unsafe(), where + ".path");
+    if (r.path.empty() || r.path[0] != '/' || r.path.find('?') != std::string::npos)
+      L.fail(where + ".path", "expected a path template starting with '/', without a query (e.g. \"/api/resource/{doctype}/{name*}\")");
+    if (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
+    std::set<std::string> captures;
+    for (auto seg : split_path(r.path)) {
+      if (!r.segments.empty() && r.segments.back().kind == Rule::Segment::Kind::rest)
+        L.fail(where + ".path", "a {name*} capture must be the last segment");
+      if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
+        std::string_view inner = seg.substr(1, seg.size() - 2);
+        bool rest = !inner.empty() && inner.back() == '*';
+        if (rest) inner.remove_suffix(1);
+        if (!valid_capture_name(inner)) L.fail(where + ".path", "bad capture {" + std::string(inner) + "} (a-z, 0-9, _)");
+        if (!captures.insert(std::string(inner)).second) L.fail(where + ".path", "capture {" + std::string(inner) + "} appears twice");
+        r.segments.push_back({rest ? Rule::Segment::Kind::rest : Rule::Segment::Kind::capture, std::string(inner)});
+      } else {
+        if (seg.find_first_of("{}") != std::string_view::npos)
+          L.fail(where + ".path", "a segment is either literal or one {capture}: \"" + std::string(seg) + "\"");
+        r.segments.push_back({Rule::Segment::Kind::literal, std::string(seg)});
+      }
+    }
+
+    if (auto p = obj["params"]; !p.error()) {
+      auto params = L.object_at(p.value_unsafe(), where + ".params");
+      for (auto field : params) {
+        std::string pw = where + ".params." + std::string(field.key);
+        Param prm;
+        prm.name = std::string(field.key);
+        if (!valid_capture_name(prm.name)) L.fail(pw, "parameter names use a-z, 0-9 and _");
+        if (captures.count(prm.name)) L.fail(pw, "a path capture has the same name");
+        auto po = L.object_at(field.value, pw);
+        L.check_keys(po, pw, {"type", "required", "max_length"});
+        if (auto t = po["type"]; !t.error()) {
+          auto type = L.string_at(t.value_unsafe(), pw + ".type");
+          if (type == "string") prm.type = ParamType::string;
+          else if (type == "date") prm.type = ParamType::date;
+          else if (type == "int") prm.type = ParamType::integer;
+          else L.fail(pw + ".type", "expected \"string\", \"date\" or \"int\" (got \"" + type + "\")");
+        }
+        if (auto req = po["required"]; !req.error()) {
+          bool b;
+          if (req.get(b)) L.fail(pw + ".required", "expected true or false");
+          prm.required = b;
+        }
+        if (auto ml = po["max_length"]; !ml.error()) {
+          int64_t v;
+          if (ml.get(v) || v < 1 || v > 65535) L.fail(pw + ".max_length", "expected an integer 1..65535");
+          prm.max_length = static_cast<std::size_t>(v);
+        }
+        r.params.push_back(std::move(prm));
+      }
+    }
+
+    r.category = cfg.cache.default_category;
+    if (auto c = obj["category"]; !c.error()) r.category = L.string_at(c.value_unsafe(), where + ".category");
+    if (!cfg.cache.categories.count(r.category)) {
+      std::string list;
+      for (const auto& [k, v] : cfg.cache.categories) list += (list.empty() ? "" : ", ") + k;
+      L.fail(where + ".category", "unknown category \"" + r.category + "\"; use one of " + list + " or add it to cache.categories in " + cfg.source);
+    }
+
+    std::string scope = "user";
+    if (auto s = obj["scope"]; !s.error()) scope = L.string_at(s.value_unsafe(), where + ".scope");
+    if (scope == "shared") r.scope = Scope::shared;
+    else if (scope == "user") r.scope = Scope::user;
+    else L.fail(where + ".scope", "expected \"shared\" or \"user\" (got \"" + scope + "\")");
+
+    if (auto g = obj["allow_guest"]; !g.error()) {
+      bool b;
+      if (g.get(b)) L.fail(where + ".allow_guest", "expected true or false");
+      r.allow_guest = b;
+    }
+
+    simdjson::dom::object origin;
+    if (auto o = obj["origin"]; o.error() || o.get(origin))
+      L.fail(where + ".origin", "expected {\"sql\": \"<query>\"} or {\"resource\": \"doc\"|\"list\"}");
+    L.check_keys(origin, where + ".origin", {"sql", "resource"});
+    if (auto s = origin["sql"]; !s.error()) {
+      r.origin = Origin::sql;
+      r.query = L.string_at(s.value_unsafe(), where + ".origin.sql");
+      if (!valid_capture_name(r.query)) L.fail(where + ".origin.sql", "query names use a-z, 0-9 and _");
+      auto file = fs::path(set->queries_dir_) / (r.query + ".sql");
+      if (!fs::exists(file)) L.fail(where + ".origin.sql", "no query file " + file.string() + "; create it or fix the name");
+    } else if (auto res = origin["resource"]; !res.error()) {
+      auto kind = L.string_at(res.value_unsafe(), where + ".origin.resource");
+      if (!captures.count("doctype")) L.fail(where + ".path", "a resource rule needs a {doctype} capture");
+      if (kind == "doc") {
+        r.origin = Origin::resource_doc;
+        if (!captures.count("name")) L.fail(where + ".path", "a resource doc rule needs a {name} or {name*} capture");
+      } else if (kind == "list") {
+        r.origin = Origin::resource_list;
+      } else {
+        L.fail(where + ".origin.resource", "expected \"doc\" or \"list\" (got \"" + kind + "\")");
+      }
+    } else {
+      L.fail(where + ".origin", "expected {\"sql\": \"<query>\"} or {\"resource\": \"doc\"|\"list\"}");
+    }
+
+    if (auto t = obj["tags"]; !t.error()) {
+      auto tags = L.strings_at(t.value_unsafe(), where + ".tags");
+      for (std::size_t i = 0; i < tags.size(); ++i) {
+        std::string tw = where + ".tags[" + std::to_string(i) + "]";
+        TagTemplate tt;
+        std::string why;
+        if (!parse_tag_template(tags[i], tt, why)) L.fail(tw, why);
+        for (const auto& piece : tt.pieces) {
+          if (piece.kind != TagTemplate::Piece::Kind::value) continue;
+          bool known = captures.count(piece.text) ||
+                       std::any_of(r.params.begin(), r.params.end(), [&](const Param& p) { return p.name == piece.text; });
+          if (!known) {
+            std::string list;
+            for (const auto& c : captures) list += (list.empty() ? "" : ", ") + c;
+            for (const auto& p : r.params) list += (list.empty() ? "" : ", ") + p.name;
+            L.fail(tw, "{" + piece.text + "} is not a parameter or capture of this rule (it has: " +
+                           (list.empty() ? std::string("none") : list) + "); fix the name or add the parameter");
+          }
+          auto p = std::find_if(r.params.begin(), r.params.end(), [&](const Param& x) { return x.name == piece.text; });
+          if (p != r.params.end() && !p->required)
+            L.fail(tw, "{" + piece.text + "} is an optional parameter; tags may only use required ones");
+        }
+        r.tags.push_back(std::move(tt));
+      }
+    }
+
+    // The same method and path shape twice would make one rule unreachable.
+    std::string shape = method;
+    for (const auto& s : r.segments)
+      shape += "/" + (s.kind == Rule::Segment::Kind::literal ? s.text : (s.kind == Rule::Segment::Kind::rest ? "{*}" : "{}"));
+    if (auto [it, fresh] = routes.emplace(shape, index); !fresh)
+      L.fail(where + ".path", "the same route as $.rules[" + std::to_string(it->second) + "] (" + set->rules_[it->second].name +
+                                  "); remove one of them");
+    bool literal = std::all_of(r.segments.begin(), r.segments.end(), [](const Rule::Segment& s) { return s.kind == Rule::Segment::Kind::literal; });
+    if (literal) set->exact_[static_cast<std::size_t>(r.method)].emplace(r.path, index);
+    set->rules_.push_back(std::move(r));
+    ++index;
+  }
+  if (set->rules_.empty()) L.fail("$.rules", "no rules; pitstop would only pass requests through");
+  return set;
+}
+
+const Doctype* RuleSet::doctype(std::string_view name) const {
+  auto it = doctypes_.find(name);
+  return it == doctypes_.end() ? nullptr : &it->second;
+}
+
+const Rule* RuleSet::match(http::Method method, std::string_view path, Values& captures) const {
+  if (method == http::Method::head) method = http::Method::get;
+  if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  captures.items.clear();
+  const auto& exact = exact_[static_cast<std::size_t>(method)];
+  if (auto it = exact.find(path); it != exact.end()) return &rules_[it->second];
+  if (path.empty() || path[0] != '/') return nullptr;
+  const auto parts = split_path(path);
+  for (const auto& r : rules_) {
+    if (r.method != method) continue;
+    captures.items.clear();
+    bool ok = true;
+    std::size_t i = 0;
+    for (const auto& seg : r.segments) {
+      if (seg.kind == Rule::Segment::Kind::rest) {
+        if (i >= parts.size()) {
+          ok = false;
+          break;
+        }
+        // The rest of the path, slashes included (Frappe's <path:name>).
+        auto start = static_cast<std::size_t>(parts[i].data() - path.data());
+        captures.items.emplace_back(seg.text, std::string(path.substr(start)));
+        i = parts.size();
+        break;
+      }
+      if (i >= parts.size()) {
+        ok = false;
+        break;
+      }
+      if (seg.kind == Rule::Segment::Kind::literal) {
+        if (parts[i] != seg.text) ok = false;
+      } else {
+        if (parts[i].empty()) ok = false;
+        else captures.items.emplace_back(seg.text, std::string(parts[i]));
+      }
+      if (!ok) break;
+      ++i;
+    }
+    if (!ok || i != parts.size()) continue;
+    if (const std::string* dt = captures.find("doctype")) {
+      // Resource routes serve the configured, non-child doctypes only.
+      const Doctype* d = doctype(*dt);
+      if (!d || !d->parent.empty()) continue;
+    }
+    if (const std::string* name = captures.find("name"); name && name->empty()) continue;
+    return &r;
+  }
+  captures.items.clear();
+  return nullptr;
+}
+
+boost::system::result<std::string, RequestError> decode_path(std::string_view raw) {
+  std::string out = percent_decode(raw, false);
+  if (out.find('\0') != std::string::npos) return RequestError{400, "BadRequest", "The request path contains a NUL byte"};
+  if (!valid_utf8(out)) return RequestError{400, "BadRequest", "The request path is not valid UTF-8"};
+  return out;
+}
+
+boost::system::result<Values, RequestError> parse_query(std::string_view raw, std::size_t max_pairs) {
+  Values out;
+  std::size_t count = 0;
+  std::size_t start = 0;
+  while (start <= raw.size() && !raw.empty()) {
+    auto amp = raw.find('&', start);
+    std::string_view pair = raw.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    if (!pair.empty()) {
+      if (++count > max_pairs)
+        return RequestError{400, "BadRequest", "More than " + std::to_string(max_pairs) + " query parameters"};
+      auto eq = pair.find('=');
+      std::string name = percent_decode(pair.substr(0, eq), true);
+      std::string value = eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+      if (name.find('\0') != std::string::npos || value.find('\0') != std::string::npos)
+        return RequestError{400, "BadRequest", "A query parameter contains a NUL byte"};
+      if (!valid_utf8(name) || !valid_utf8(value))
+        return RequestError{400, "BadRequest", "A query parameter is not valid UTF-8"};
+      if (!out.find(name)) out.items.emplace_back(std::move(name), std::move(value));
+    }
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
+  return out;
+}
+
+boost::system::result<Values, RequestError> bind_params(const Rule& rule, const Values& query) {
+  Values out;
+  for (const auto& p : rule.params) {
+    const std::string* v = query.find(p.name);
+    if (!v || v->empty()) {
+      if (p.required) return validation("Missing required parameter: " + p.name);
+      continue;
+    }
+    switch (p.type) {
+      case ParamType::string:
+        if (utf8_length(*v) > p.max_length)
+          return validation("Parameter " + p.name + " is longer than " + std::to_string(p.max_length) + " characters");
+        out.items.emplace_back(p.name, *v);
+        break;
+      case ParamType::date:
+        if (!valid_date(*v)) return validation("Parameter " + p.name + " must be a date YYYY-MM-DD");
+        out.items.emplace_back(p.name, *v);
+        break;
+      case ParamType::integer: {
+        std::int64_t n = 0;
+        auto r = std::from_chars(v->data(), v->data() + v->size(), n);
+        if (r.ec != std::errc() || r.ptr != v->data() + v->size())
+          return validation("Parameter " + p.name + " must be an integer");
+        out.items.emplace_back(p.name, std::to_string(n));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+void append_escaped(std::string& key, std::string_view v) {
+  for (char c : v) {
+    if (c == '\\') key += "\\\\";
+    else if (c == '\x1f') key += "\\u";
+    else key.push_back(c);
+  }
+}
+}  // namespace
+
+std::string cache_key(std::string_view site, const Rule& rule, const Values& captures, const Values& params,
+                      std::string_view extra, std::string_view user) {
+  std::string key;
+  key.reserve(64 + site.size() + extra.size());
+  append_escaped(key, site);
+  key += '\x1f';
+  key += rule.name;
+  for (const auto* group : {&captures, &params}) {
+    for (const auto& [k, v] : group->items) {
+      key += '\x1f';
+      key += k;
+      key += '=';
+      append_escaped(key, v);
+    }
+  }
+  if (!extra.empty()) {
+    key += "\x1fl=";
+    append_escaped(key, extra);
+  }
+  if (rule.scope == Scope::user) {
+    key += "\x1fu=";
+    append_escaped(key, user);
+  }
+  return key;
+}
+
+namespace {
+
+void json_scalar_text(simdjson::dom::element e, std::vector<std::string>& out) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::STRING: {
+      std::string_view s = e.get_string().value_unsafe();
+      if (!s.empty()) out.emplace_back(s);
+      break;
+    }
+    case simdjson::dom::element_type::INT64: out.push_back(std::to_string(e.get_int64().value_unsafe())); break;
+    case simdjson::dom::element_type::UINT64: out.push_back(std::to_string(e.get_uint64().value_unsafe())); break;
+    case simdjson::dom::element_type::BOOL: out.push_back(e.get_bool().value_unsafe() ? "1" : "0"); break;
+    default: break;  // null, objects, arrays and doubles name nothing
+  }
+}
+
+void resolve(simdjson::dom::element e, const std::vector<std::string>& path, std::size_t i, std::vector<std::string>& out) {
+  if (i == path.size()) {
+    json_scalar_text(e, out);
+    return;
+  }
+  if (path[i] == "*") {
+    simdjson::dom::array a;
+    if (e.get(a)) return;
+    for (auto item : a) resolve(item, path, i + 1, out);
+    return;
+  }
+  simdjson::dom::object o;
+  if (e.get(o)) return;
+  simdjson::dom::element child;
+  if (o[path[i]].get(child)) return;
+  resolve(child, path, i + 1, out);
+}
+
+}  // namespace
+
+std::vector<std::string> render_tags(const std::vector<TagTemplate>& tags, const Values& captures, const Values& params,
+                                     std::string_view result_json) {
+  std::set<std::string> out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  bool parsed = false, parse_failed = false;
+  for (const auto& t : tags) {
+    // Each piece contributes one or more alternatives; the tag set is their product.
+    std::vector<std::string> partial{""};
+    for (const auto& piece : t.pieces) {
+      std::vector<std::string> options;
+      if (piece.kind == TagTemplate::Piece::Kind::literal) {
+        options.push_back(piece.text);
+      } else if (piece.kind == TagTemplate::Piece::Kind::value) {
+        const std::string* v = captures.find(piece.text);
+        if (!v) v = params.find(piece.text);
+        if (v && !v->empty()) options.push_back(*v);
+      } else {
+        if (!parsed && !parse_failed) {
+          std::string copy(result_json);
+          parse_failed = static_cast<bool>(parser.parse(copy).get(doc));
+          parsed = !parse_failed;
+        }
+        if (parsed) resolve(doc, piece.path, 0, options);
+      }
+      std::vector<std::string> next;
+      for (const auto& a : partial)
+        for (const auto& b : options) next.push_back(a + b);
+      partial = std::move(next);
+      if (partial.empty()) break;
+    }
+    for (auto& tag : partial) out.insert(std::move(tag));
+  }
+  return {out.begin(), out.end()};
+}
+
+}  // namespace pitstop::rules
