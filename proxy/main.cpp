@@ -6,6 +6,8 @@
 
 #include "proxy/app/app.hpp"
 #include "proxy/auth/auth.hpp"
+#include "proxy/invalidation/triggers.hpp"
+#include "proxy/rules/rules.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/log/log.hpp"
 
@@ -17,6 +19,7 @@ constexpr const char* kUsage =
     "usage: pitstop [--config FILE] [--port-file FILE]\n"
     "       pitstop --check-config FILE      validate FILE (with PITSTOP_* overrides); exit 0 or 2\n"
     "       pitstop --list-env [--config FILE]  list the PITSTOP_* variables that override settings\n"
+    "       pitstop --print-triggers [--config FILE]  print the SQL triggers (sql/triggers.sql) for the rules\n"
     "       pitstop --encrypt-secret [--config FILE]  read a secret on stdin, print it Fernet-encrypted\n"
     "                                         with auth.encryption_key, as Frappe stores it in __Auth\n"
     "       pitstop --version | --help\n"
@@ -34,6 +37,7 @@ int main(int argc, char** argv) {
   std::string check_path;
   bool list_env = false;
   bool encrypt = false;
+  bool print_triggers = false;
   pitstop::app::Options options;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -56,6 +60,8 @@ int main(int argc, char** argv) {
       options.port_file = v;
     } else if (arg == "--list-env") {
       list_env = true;
+    } else if (arg == "--print-triggers") {
+      print_triggers = true;
     } else if (arg == "--encrypt-secret") {
       encrypt = true;
     } else if (arg == "--version") {
@@ -92,6 +98,17 @@ int main(int argc, char** argv) {
   } catch (const pitstop::config::ConfigError& e) {
     std::cerr << "pitstop: " << e.what() << "\n";
     return 2;
+  }
+
+  if (print_triggers) {
+    try {
+      auto rules = pitstop::rules::RuleSet::load(cfg.rules_file, cfg);
+      std::cout << pitstop::invalidation::trigger_sql(*rules);
+      return 0;
+    } catch (const pitstop::config::ConfigError& e) {
+      std::cerr << "pitstop: " << e.what() << "\n";
+      return 2;
+    }
   }
 
   if (encrypt) {

@@ -101,7 +101,7 @@ proc: BEGIN
   TRUNCATE TABLE `tabSessions`;
   TRUNCATE TABLE `tabOAuth Bearer Token`;
   DELETE FROM `__Auth` WHERE doctype = 'User';
-  DELETE FROM `tabSeries` WHERE name = 'SO-2026-';
+  DELETE FROM `tabSeries` WHERE name IN ('SO-2026-', 'CUST-', 'VEH-', 'TECH-');
 
   -- ----------------------------------------------------------------------------------------
   -- Word lists (0-based i)
@@ -492,6 +492,9 @@ proc: BEGIN
 
   INSERT INTO `tabSeries` (name, current) VALUES ('SO-2026-', n_so)
     ON DUPLICATE KEY UPDATE current = n_so;
+  -- The other naming series of rules/workshop.json continue after the sample names.
+  INSERT INTO `tabSeries` (name, current) VALUES ('CUST-', n_cust), ('VEH-', n_veh), ('TECH-', n_tech)
+    ON DUPLICATE KEY UPDATE current = VALUES(current);
 
   DROP TEMPORARY TABLE IF EXISTS t_first, t_last, t_suffix, t_territory, t_mm, t_color, t_brand,
     t_part, t_st, t_wh, t_skill, t_cand, t_cnt, t_item, t_so, t_soi, t_tot, t_role;

@@ -90,7 +90,8 @@ TEST(App, SigtermFinishesTheRequestInFlightThenExitsZero) {
   pitstop::test::BlackHole hole;
   Pitstop p({{"PITSTOP_MARIADB_PRIMARY", "mariadb://u:p@127.0.0.1:" + std::to_string(hole.port()) + "/workshop"},
              {"PITSTOP_MARIADB_CONNECT_TIMEOUT_MS", "1500"},
-             {"PITSTOP_TIMEOUTS_READINESS_MS", "3000"}});
+             {"PITSTOP_TIMEOUTS_READINESS_MS", "3000"}},
+            false);
   RawClient idle(p.port());
   ASSERT_TRUE(idle.send("GET /healthz HTTP/1.1\r\n\r\n"));
   ASSERT_TRUE(idle.read_response());
@@ -123,7 +124,8 @@ TEST(App, DrainDeadlineCutsRequestsThatTakeTooLong) {
   Pitstop p({{"PITSTOP_MARIADB_PRIMARY", "mariadb://u:p@127.0.0.1:" + std::to_string(hole.port()) + "/workshop"},
              {"PITSTOP_MARIADB_CONNECT_TIMEOUT_MS", "20000"},
              {"PITSTOP_TIMEOUTS_READINESS_MS", "30000"},
-             {"PITSTOP_TIMEOUTS_DRAIN_MS", "500"}});
+             {"PITSTOP_TIMEOUTS_DRAIN_MS", "500"}},
+            false);
   RawClient busy(p.port());
   ASSERT_TRUE(busy.send("GET /readyz HTTP/1.1\r\n\r\n"));
   std::this_thread::sleep_for(200ms);
@@ -139,6 +141,7 @@ TEST(App, DrainDeadlineCutsRequestsThatTakeTooLong) {
 TEST(App, ReadinessFollowsRedisAndMariaDb) {
   pitstop::test::RedisServer cache, queue;
   pitstop::test::MariaDbServer db;
+  db.load_schema();
   Pitstop p({{"PITSTOP_REDIS_CACHE_URL", cache.url()},
              {"PITSTOP_REDIS_QUEUE_URL", queue.url()},
              {"PITSTOP_MARIADB_PRIMARY", "mariadb://pitstop:pitstop@127.0.0.1:" + std::to_string(db.port()) + "/workshop"},

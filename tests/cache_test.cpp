@@ -225,16 +225,19 @@ TEST(Store, EntriesAndTagSetsInRedis) {
   cache::Store store(client, "storetest" + std::to_string(::getpid()));
   auto e = make("store-key", 500, {"customer:X", "doctype:Customer"}, 5000);
   test::run(ioc, [](cache::Store& s, EntryPtr e, redis::Client& c) -> asio::awaitable<void> {
-    auto ec = co_await s.put(*e);
-    EXPECT_FALSE(ec);
+    auto looked = co_await s.get(e->key);
+    EXPECT_TRUE(looked && !looked->entry && looked->redis_ms > 0);
+    const std::int64_t since = looked ? looked->redis_ms : 0;
+    auto stored = co_await s.put(*e, since);
+    EXPECT_TRUE(stored && *stored);
     auto got = co_await s.get(e->key);
-    EXPECT_TRUE(got && *got);
-    if (got && *got) {
-      EXPECT_EQ((*got)->body, e->body);
-      EXPECT_EQ((*got)->tags, e->tags);
+    EXPECT_TRUE(got && got->entry);
+    if (got && got->entry) {
+      EXPECT_EQ(got->entry->body, e->body);
+      EXPECT_EQ(got->entry->tags, e->tags);
     }
     auto miss = co_await s.get("other-key");
-    EXPECT_TRUE(miss && !*miss);
+    EXPECT_TRUE(miss && !miss->entry);
     const std::string tk = s.tag_key("customer:X");
     const std::string_view members[] = {"SMEMBERS", tk};
     auto m = co_await c.command(members);
@@ -247,12 +250,52 @@ TEST(Store, EntriesAndTagSetsInRedis) {
     const std::string_view corrupt[] = {"SET", ek, "garbage", "PX", "5000"};
     co_await c.command(corrupt);
     auto bad = co_await s.get(e->key);
-    EXPECT_TRUE(bad && !*bad);
+    EXPECT_TRUE(bad && !bad->entry);
     auto other = make("someone-else", 10);
     const std::string blob = cache::encode(*other);
     const std::string_view forged[] = {"SET", ek, blob, "PX", "5000"};
     co_await c.command(forged);
     auto f = co_await s.get(e->key);
-    EXPECT_TRUE(f && !*f);
+    EXPECT_TRUE(f && !f->entry);
   }(store, e, client));
+}
+
+TEST(Store, InvalidationDeletesEveryEntryOfATagAndRefusesLateFills) {
+  asio::io_context ioc{1};
+  redis::Client client(ioc, test::service_config().redis_cache, "test");
+  client.start();
+  cache::Store store(client, "invtest" + std::to_string(::getpid()));
+  test::run(ioc, [](cache::Store& s) -> asio::awaitable<void> {
+    auto a = make("a", 10, {"customer:1", "doctype:Customer"});
+    auto b = make("b", 10, {"customer:1"});
+    auto c = make("c", 10, {"customer:2"});
+    auto before = co_await s.get("a");
+    const std::int64_t since = before->redis_ms;
+    for (const auto& e : {a, b, c}) {
+      auto ok = co_await s.put(*e, since);
+      EXPECT_TRUE(ok && *ok);
+    }
+    const std::vector<std::string> tags{"customer:1"};
+    auto n = co_await s.invalidate(tags);
+    EXPECT_TRUE(n && *n == 2);
+    auto ga = co_await s.get("a");
+    auto gb = co_await s.get("b");
+    auto gc = co_await s.get("c");
+    EXPECT_FALSE(ga->entry);
+    EXPECT_FALSE(gb->entry);
+    EXPECT_TRUE(gc->entry);
+    // A fill that looked before the invalidation (since) may not store what it read.
+    auto late = co_await s.put(*a, since);
+    EXPECT_TRUE(late && !*late);
+    EXPECT_FALSE((co_await s.get("a"))->entry);
+    // One that looked after may.
+    auto fresh_look = co_await s.get("a");
+    auto ok = co_await s.put(*a, fresh_look->redis_ms + 1);
+    EXPECT_TRUE(ok && *ok);
+    EXPECT_TRUE((co_await s.get("a"))->entry);
+    // Invalidating a tag nobody carries is fine.
+    const std::vector<std::string> none{"nothing:here"};
+    auto zero = co_await s.invalidate(none);
+    EXPECT_TRUE(zero && *zero == 0);
+  }(store));
 }

@@ -71,6 +71,11 @@ asio::awaitable<http::Response> readiness(Worker& w) {
   if (checks->pending > 0) co_await checks->wake.async_wait(asio::as_tuple(asio::use_awaitable));
 
   bool all_ok = !w.draining();
+  // Invalidation keeps the caches honest: without events, L1 is off; until the outbox relay has
+  // caught up (after a start or a Redis failure), Redis is not used. Both make answers slower,
+  // never wrong, but an instance in that state is not ready.
+  const bool events = w.shared().l1_live.load();
+  const bool relay = w.shared().l2_trusted();
   std::string body;
   json::Writer out(body);
   out.begin_object();
@@ -85,6 +90,13 @@ asio::awaitable<http::Response> readiness(Worker& w) {
     if (!(c.done && c.ok)) out.member("error", c.error);
     out.end_object();
   }
+  out.key("invalidation_events").begin_object().member("ok", events);
+  if (!events) out.member("error", "not subscribed to invalidation events: L1 is off");
+  out.end_object();
+  out.key("outbox_relay").begin_object().member("ok", relay);
+  if (!relay) out.member("error", "the outbox relay has not caught up: Redis entries are not used");
+  out.end_object();
+  all_ok = all_ok && events && relay;
   out.end_object();
   out.member("status", all_ok ? "ready" : (w.draining() ? "draining" : "unavailable"));
   out.end_object();

@@ -6,6 +6,7 @@
 
 #include "proxy/app/worker.hpp"
 #include "proxy/log/log.hpp"
+#include "proxy/origin/write.hpp"
 
 namespace pitstop::app {
 
@@ -121,6 +122,8 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
     co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");
   }
 
+  if (rules::is_write(rule->origin)) co_return co_await write(*rule, job.captures, *identity, req);
+
   const auto& cfg = worker_.config();
   job.key = rules::cache_key(cfg.site, *rule, job.captures, job.params, canonical, identity->user);
   job.category = &cfg.cache.categories.at(rule->category);
@@ -130,17 +133,24 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
 asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request& req) {
   auto& shared = worker_.shared();
   const std::int64_t now = cache::now_ms();
-  EntryPtr e = shared.l1.get(job.key, now);
+  const bool l1_live = shared.l1_live.load(std::memory_order_relaxed);
+  EntryPtr e = l1_live ? shared.l1.get(job.key, now) : nullptr;
   const char* source = "l1";
-  bool redis_down = false;
-  if (!e) {
+  bool redis_down = !shared.l2_trusted();
+  if (!e && !redis_down) {
+    const auto asked = std::chrono::steady_clock::now();
     auto r = co_await worker_.store().get(job.key);
     if (!r) {
       redis_down = true;
-    } else if (*r && !(*r)->dead(now)) {
-      e = *r;
-      source = "redis";
-      shared.l1.put(e);
+      shared.l2_failed();
+    } else {
+      job.redis_ms = r->redis_ms;
+      if (r->entry && !r->entry->dead(now)) {
+        e = r->entry;
+        source = "redis";
+        // Not if an invalidation of its tags arrived while Redis was being asked.
+        if (l1_live) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tags, asked); });
+      }
     }
   }
   const std::string down = redis_down ? "; detail=redis-down" : "";
@@ -159,11 +169,11 @@ asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request&
   if (ticket.leader) {
     // A fetch may have finished while this request was looking in Redis: its answer is in L1
     // (or Redis, without L1) by now, and fetching again would be a second origin query.
-    EntryPtr late = shared.l1.get(job.key, cache::now_ms());
+    EntryPtr late = shared.l1_live.load() ? shared.l1.get(job.key, cache::now_ms()) : nullptr;
     const char* late_source = "l1";
-    if (!late && !shared.l1.enabled()) {
+    if (!late && !shared.l1.enabled() && shared.l2_trusted()) {
       auto r = co_await worker_.store().get(job.key);
-      if (r && *r) late = *r;
+      if (r && r->entry) late = r->entry;
       late_source = "redis";
     }
     if (late && late->fresh(cache::now_ms())) {
@@ -203,13 +213,62 @@ asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request&
   co_return answer(got, cache_status(status), req);
 }
 
+asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rules::Values& captures,
+                                              const auth::Identity& identity, const http::Request& req) {
+  auto& shared = worker_.shared();
+  auto respond = [](http::Response r) {
+    r.set_header("Cache-Status", "pitstop; fwd=method");
+    return r;
+  };
+  const std::string* dt = captures.find("doctype");
+  const rules::Doctype* doctype = dt ? shared.rules->doctype(*dt) : nullptr;
+  if (!doctype) co_return respond(from_failure(404, "DoesNotExistError", "DocType not found"));
+  const std::string* found = captures.find("name");
+  const std::string name = found ? *found : std::string();
+  std::string body(req.body());
+  // Frappe also takes the document as a form field, data=<json>; without one, the body is the
+  // document whatever its Content-Type says (curl -d sends JSON as a form).
+  if (req.header("Content-Type").starts_with("application/x-www-form-urlencoded")) {
+    auto form = rules::parse_query(body);
+    if (form) {
+      if (const std::string* data = form->find("data")) body = *data;
+    }
+  }
+  auto catalog = co_await worker_.catalog();
+  if (!catalog) co_return respond(from_failure(catalog.error().status, catalog.error().exc_type, catalog.error().message));
+  auto written = co_await origin::write_doc(worker_.primary(), **catalog, *shared.rules, *doctype, rule.origin, name, body,
+                                            identity.user, worker_.config().site);
+  if (!written) co_return respond(from_failure(written.error().status, written.error().exc_type, written.error().message));
+
+  // Committed. Before answering: this instance forgets the old answers, Redis loses them and
+  // the other instances are told; then the outbox row is done. What fails here stays in the
+  // outbox for the relay.
+  worker_.invalidate_locally(written->tags);
+  invalidation::Event event{"outbox:" + std::to_string(written->outbox_id), written->tags, "pitstop", invalidation::utc_now(),
+                            worker_.config().site};
+  auto ec = co_await worker_.invalidator().deliver(event);
+  if (!ec) {
+    const std::string id = std::to_string(written->outbox_id);
+    const db::Param p[] = {std::string_view(id)};
+    auto done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
+    if (!done) log::warn("outbox row ", id, " delivered but not marked done (", done.error().message, "); the relay will deliver it again");
+  } else {
+    shared.l2_failed();
+    log::warn("invalidation of ", event.id, " not delivered (", ec.message(), "); the outbox relay retries it");
+  }
+  co_return respond(http::json_response(written->status, std::move(written->body)));
+}
+
 asio::awaitable<void> Router::refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight) {
   auto outcome = co_await fetch(job);
   worker_.shared().flights.finish(job.key, flight, outcome);
 }
 
 asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job) {
+  auto& shared = worker_.shared();
   auto out = std::make_shared<Outcome>();
+  // Anything invalidated from now on may be newer than what the origin is about to say.
+  const auto started = std::chrono::steady_clock::now();
   auto body = co_await worker_.fetch_origin(*job.rule, job.captures, job.params, job.list);
   if (!body) {
     auto e = std::make_shared<cache::Entry>();
@@ -236,10 +295,23 @@ asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job) {
     log::warn("rule ", job.rule->name, ": ", e->tags.size(), " tags on one answer; not cached");
     co_return out;
   }
-  worker_.shared().l1.put(e);
-  auto ec = co_await worker_.store().put(*e);
+  // A write that landed while this answer was read makes it possibly stale: answer, don't keep.
+  if (shared.invalidations.invalidated_since(e->tags, started)) co_return out;
+  // Redis first: it refuses the answer if one of its tags was invalidated after the lookup
+  // (job.redis_ms, Redis's clock), which covers writes on other instances too.
+  if (job.redis_ms != 0 && shared.l2_trusted()) {
+    auto stored = co_await worker_.store().put(*e, job.redis_ms);
+    if (!stored) {
+      out->redis_down = true;
+      shared.l2_failed();
+    } else if (!*stored) {
+      co_return out;
+    }
+  } else {
+    out->redis_down = true;
+  }
+  if (shared.l1_live.load()) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tags, started); });
   out->stored = true;
-  out->redis_down = static_cast<bool>(ec);
   co_return out;
 }
 

@@ -49,8 +49,40 @@ Worker::Worker(Shared& shared, int index)
                shared.cfg.mariadb.connect_timeout, shared.cfg.mariadb.query_timeout, shared.cfg.mariadb.acquire_timeout),
       verifier_(primary_, auth_settings(shared.cfg)),
       store_(cache_, shared.cfg.site),
+      erp_(shared.cfg.erp.redis_cache_url.empty() ? nullptr
+                                                  : std::make_unique<redis::Client>(ioc_, shared.cfg.erp.redis_cache, "erp")),
+      invalidator_(store_, queue_, erp_.get(),
+                   invalidation::Settings{shared.cfg.site, shared.cfg.invalidation.stream_max_len, shared.cfg.erp.db_name}),
       router_(*this),
-      listener_(ioc_, http_settings(shared.cfg), router_) {}
+      listener_(ioc_, http_settings(shared.cfg), router_) {
+  if (index_ == 0) {
+    events_ = std::make_unique<redis::Client>(ioc_, shared.cfg.redis_queue, "events");
+    relay_ = std::make_unique<invalidation::Relay>(
+        ioc_, primary_, invalidator_, shared.cfg.invalidation.relay_interval, shared.cfg.invalidation.outbox_retention,
+        [this](const invalidation::Event& e) { invalidate_locally(e.tags); },
+        [this](std::chrono::steady_clock::time_point started) {
+          // Redis is trusted again once a relay pass that began after the failure left nothing
+          // undelivered.
+          auto suspect = shared_.l2_suspect_since.load();
+          if (suspect != 0 && suspect < started.time_since_epoch().count())
+            shared_.l2_suspect_since.compare_exchange_strong(suspect, 0);
+        });
+  }
+}
+
+void Worker::invalidate_locally(const std::vector<std::string>& tags) {
+  shared_.invalidations.record(tags);
+  for (const auto& t : tags) shared_.l1.invalidate_tag(t);
+}
+
+asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, origin::Failure>> Worker::catalog() {
+  if (!catalog_) {
+    auto c = co_await origin::load_catalog(primary_, *shared_.rules);
+    if (!c) co_return c.error();
+    catalog_ = std::move(*c);
+  }
+  co_return catalog_;
+}
 
 asio::awaitable<boost::system::result<std::string, origin::Failure>> Worker::fetch_origin(const rules::Rule& rule,
                                                                                          const rules::Values& captures,
@@ -62,11 +94,8 @@ asio::awaitable<boost::system::result<std::string, origin::Failure>> Worker::fet
     co_return co_await origin::run_named_query(primary_, it->second, params);
   }
   // Resource reads check columns against the table: read them once, retry until that works.
-  if (!catalog_) {
-    auto c = co_await origin::load_catalog(primary_, *shared_.rules);
-    if (!c) co_return c.error();
-    catalog_ = std::move(*c);
-  }
+  auto loaded = co_await catalog();
+  if (!loaded) co_return loaded.error();
   const std::string* dt = captures.find("doctype");
   const rules::Doctype* doctype = dt ? shared_.rules->doctype(*dt) : nullptr;
   if (!doctype) co_return origin::Failure{404, "DoesNotExistError", "DocType not found", false};
@@ -86,6 +115,21 @@ void Worker::start() {
   thread_ = std::thread([this] {
     cache_.start();
     queue_.start();
+    if (erp_) erp_->start();
+    if (events_) {
+      events_->subscribe(
+          invalidator_.names().channel,
+          [this](std::string_view payload) {
+            if (auto e = invalidation::decode(payload)) invalidate_locally(e->tags);
+          },
+          [this](bool subscribed) {
+            // Events may have been missed while the subscription was down: forget everything.
+            if (subscribed) shared_.l1.clear();
+            shared_.l1_live.store(subscribed);
+            log::info("invalidation events ", subscribed ? "subscribed: L1 in use" : "lost: L1 off until they are back");
+          });
+    }
+    if (relay_) relay_->start();
     listener_.start();
     ioc_.run();
   });
@@ -101,6 +145,9 @@ void Worker::drain(std::function<void()> done) {
 void Worker::shutdown() {
   asio::post(ioc_, [this] {
     listener_.abort_all();
+    if (relay_) relay_->stop();
+    if (events_) events_->stop();
+    if (erp_) erp_->stop();
     cache_.stop();
     queue_.stop();
     primary_.close();

@@ -13,6 +13,7 @@
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
 #include "proxy/http/http.hpp"
+#include "proxy/invalidation/invalidation.hpp"
 #include "proxy/origin/origin.hpp"
 #include "proxy/redis/client.hpp"
 
@@ -29,6 +30,7 @@ struct FetchJob {
   rules::Values params;
   origin::ListRequest list;
   const config::Category* category = nullptr;
+  std::int64_t redis_ms = 0;  // Redis's clock when the lookup missed (0: Redis not asked)
 };
 
 class Router : public http::Handler {
@@ -43,6 +45,8 @@ class Router : public http::Handler {
   boost::asio::awaitable<http::Response> serve(FetchJob job, const http::Request& req);
   boost::asio::awaitable<cache::OutcomePtr> fetch(const FetchJob& job);
   boost::asio::awaitable<void> refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight);
+  boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
+                                               const auth::Identity& identity, const http::Request& req);
   std::chrono::milliseconds cfg_origin_timeout() const;
 
   Worker& worker_;
@@ -61,8 +65,15 @@ class Worker {
   db::Pool& primary() { return primary_; }
   auth::Verifier& verifier() { return verifier_; }
   cache::Store& store() { return store_; }
+  invalidation::Invalidator& invalidator() { return invalidator_; }
   http::Listener& listener() { return listener_; }
   bool draining() const { return draining_; }
+
+  // The table metadata of the configured doctypes (read once, retried until it works).
+  boost::asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, origin::Failure>> catalog();
+
+  // After a write or a delivered event: drop this instance's L1 entries of the tags, now.
+  void invalidate_locally(const std::vector<std::string>& tags);
 
   // The origin's answer body for a rule (the sql origin: named query or resource read).
   boost::asio::awaitable<boost::system::result<std::string, origin::Failure>> fetch_origin(
@@ -86,6 +97,11 @@ class Worker {
   db::Pool primary_;
   auth::Verifier verifier_;
   cache::Store store_;
+  std::unique_ptr<redis::Client> erp_;
+  invalidation::Invalidator invalidator_;
+  // Worker 0 only: the subscriber that keeps L1 honest and the outbox relay.
+  std::unique_ptr<redis::Client> events_;
+  std::unique_ptr<invalidation::Relay> relay_;
   std::shared_ptr<const origin::Catalog> catalog_;
   Router router_;
   http::Listener listener_;

@@ -30,6 +30,9 @@ constexpr std::size_t kMaxCredential = 512;
 
 Failure unauthorized(std::string message) { return {401, "AuthenticationError", std::move(message)}; }
 
+// The database could not be asked: not a verdict on the credential, and never remembered.
+Failure unavailable(const db::Error& e) { return {503, "ServiceUnavailable", "Cannot verify credentials: " + e.message}; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -189,7 +192,7 @@ asio::awaitable<result<Identity, Failure>> Verifier::identify(std::string_view a
 asio::awaitable<result<std::vector<std::string>, Failure>> Verifier::roles_of(const std::string& user) {
   const db::Param p[] = {std::string_view(user)};
   auto r = co_await pool_.execute("SELECT `role` FROM `tabHas Role` WHERE `parent` = ? AND `parenttype` = 'User' ORDER BY `idx`", p);
-  if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+  if (!r) co_return unavailable(r.error());
   std::vector<std::string> roles;
   for (const auto& row : r->rows)
     if (row[0]) roles.push_back(*row[0]);
@@ -206,7 +209,7 @@ asio::awaitable<result<Identity, Failure>> Verifier::verify(const Credential& c)
         "LEFT JOIN `__Auth` a ON a.`doctype` = 'User' AND a.`name` = u.`name` AND a.`fieldname` = 'api_secret' "
         "AND a.`encrypted` = 1 WHERE u.`api_key` = ?",
         p);
-    if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+    if (!r) co_return unavailable(r.error());
     if (r->rows.empty() || !r->rows[0][0]) co_return unauthorized("Invalid API key or secret");
     const auto& row = r->rows[0];
     if (!row[1] || *row[1] != "1") co_return unauthorized("User " + *row[0] + " is disabled");
@@ -230,7 +233,7 @@ asio::awaitable<result<Identity, Failure>> Verifier::verify(const Credential& c)
         "SELECT t.`user`, t.`status`, t.`expiration_time` > NOW(6), u.`enabled` FROM `tabOAuth Bearer Token` t "
         "LEFT JOIN `tabUser` u ON u.`name` = t.`user` WHERE t.`access_token` = ?",
         p);
-    if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+    if (!r) co_return unavailable(r.error());
     if (r->rows.empty()) co_return unauthorized("Invalid bearer token");
     const auto& row = r->rows[0];
     if (row[1] && *row[1] == "Revoked") co_return unauthorized("The bearer token was revoked");
@@ -244,7 +247,7 @@ asio::awaitable<result<Identity, Failure>> Verifier::verify(const Credential& c)
         "WHERE s.`sid` = ? AND s.`lastupdate` > NOW(6) - INTERVAL ? SECOND "
         "AND (s.`status` IS NULL OR s.`status` = 'Active') ORDER BY s.`lastupdate` DESC LIMIT 1",
         p);
-    if (!r) co_return Failure{503, "ServiceUnavailable", "Cannot verify credentials: " + r.error().message};
+    if (!r) co_return unavailable(r.error());
     if (r->rows.empty() || !r->rows[0][0] || *r->rows[0][0] == "Guest") co_return Failure{401, "SessionExpired", "Session expired"};
     if (!r->rows[0][1] || *r->rows[0][1] != "1") co_return unauthorized("User " + *r->rows[0][0] + " is disabled");
     id.user = *r->rows[0][0];

@@ -219,12 +219,15 @@ EntryPtr L1::get(std::string_view key, std::int64_t now) {
   return *it->second;
 }
 
-void L1::put(EntryPtr e) {
+void L1::put(EntryPtr e) { put_if(std::move(e), nullptr); }
+
+void L1::put_if(EntryPtr e, const std::function<bool()>& still_valid) {
   if (!enabled() || !e) return;
   Shard& s = shard_for(e->key);
   const std::size_t size = e->bytes();
   if (size > s.max_bytes) return;
   std::lock_guard lock(s.m);
+  if (still_valid && !still_valid()) return;
   if (auto it = s.index.find(std::string_view(e->key)); it != s.index.end()) s.unlink(it->second);
   while (s.bytes + size > s.max_bytes && !s.lru.empty()) {
     s.unlink(std::prev(s.lru.end()));

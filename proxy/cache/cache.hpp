@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -68,6 +69,9 @@ class L1 {
   // The entry, fresh or stale; entries past every window are dropped on the way.
   EntryPtr get(std::string_view key, std::int64_t now);
   void put(EntryPtr e);
+  // Puts the entry only if `still_valid()` holds, checked under the shard's lock: an
+  // invalidation recorded before the check refuses it, one after the check finds it in place.
+  void put_if(EntryPtr e, const std::function<bool()>& still_valid);
   void erase(std::string_view key);
   // Drops every entry carrying `tag`; returns how many.
   std::size_t invalidate_tag(std::string_view tag);

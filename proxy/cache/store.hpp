@@ -1,8 +1,11 @@
 #pragma once
 // L2: entries in the Redis "cache" instance. An entry lives under e:<hash of its key> and is
-// listed in one set per tag (t:<tag>) so that a tag can be invalidated later. Keys carry the
-// site prefix, so several sites can share one Redis.
+// listed in one set per tag (t:<tag>). Invalidating a tag deletes its entries and leaves a
+// marker (i:<tag>, Redis's clock) so that a fill that read the origin before the invalidation
+// cannot store its answer after it. Keys carry the site, so sites can share one Redis.
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -17,13 +20,27 @@ class Store {
  public:
   Store(redis::Client& client, std::string site);
 
-  // nullptr on a miss; an error when Redis cannot be asked.
-  boost::asio::awaitable<boost::system::result<EntryPtr>> get(const std::string& key);
-  boost::asio::awaitable<boost::system::error_code> put(const Entry& e);
+  struct Lookup {
+    EntryPtr entry;            // nullptr on a miss
+    std::int64_t redis_ms = 0; // Redis's clock at the lookup: a fill from here started after it
+  };
+  boost::asio::awaitable<boost::system::result<Lookup>> get(const std::string& key);
+
+  // Stores the entry unless one of its tags was invalidated at or after `since_ms` (Redis's
+  // clock): then the answer may predate a write, and false is returned.
+  boost::asio::awaitable<boost::system::result<bool>> put(const Entry& e, std::int64_t since_ms);
+
+  // Deletes every entry of each tag (one script, atomic) and marks the tags invalidated.
+  // Returns how many entries went.
+  boost::asio::awaitable<boost::system::result<std::int64_t>> invalidate(std::span<const std::string> tags);
 
   std::string entry_key(std::string_view key) const;
   std::string tag_key(std::string_view tag) const;
+  std::string marker_key(std::string_view tag) const;
   redis::Client& client() { return client_; }
+
+  // How long invalidation markers live: longer than any fill can take.
+  static constexpr std::int64_t kMarkerMs = 10 * 60 * 1000;
 
  private:
   redis::Client& client_;

@@ -282,6 +282,21 @@ const std::vector<Field>& schema() {
                     [](Config& c, std::int64_t v) { c.auth.identity_ttl = seconds(v); }));
     f.push_back(num("auth.failure_ttl_s", 0, 3600, "refused credentials are remembered this long per worker (s)",
                     [](Config& c, std::int64_t v) { c.auth.failure_ttl = seconds(v); }));
+    f.push_back(num("invalidation.relay_interval_ms", 10, 60000, "how often the outbox relay delivers invalidations that were not delivered at once (ms)",
+                    [](Config& c, std::int64_t v) { c.invalidation.relay_interval = milliseconds(v); }));
+    f.push_back(num("invalidation.stream_max_len", 100, 10000000, "invalidation events kept in the Redis stream",
+                    [](Config& c, std::int64_t v) { c.invalidation.stream_max_len = static_cast<std::size_t>(v); }));
+    f.push_back(num("invalidation.outbox_retention_s", 60, 30 * 86400, "delivered outbox rows are purged after this (s)",
+                    [](Config& c, std::int64_t v) { c.invalidation.outbox_retention = seconds(v); }));
+    f.push_back(str("erp.redis_cache_url", "the ERP's redis_cache (empty: none); writes drop its cached copies of documents",
+                    [](Config& c, const std::string& v) {
+                      c.erp.redis_cache_url = v;
+                      if (v.empty()) return;
+                      std::string why;
+                      if (!parse_redis_url(v, c.erp.redis_cache, why)) throw std::invalid_argument(why);
+                    }));
+    f.push_back(str("erp.db_name", "the ERP site's database name, the prefix of its Redis keys",
+                    [](Config& c, const std::string& v) { c.erp.db_name = v; }));
     f.push_back(num("cache.l1_bytes", 0, 1LL << 40, "in-process cache size in bytes, all workers together (0 = L1 off)",
                     [](Config& c, std::int64_t v) { c.cache.l1_bytes = static_cast<std::size_t>(v); }));
     f.push_back(str("cache.default_category", "category of rules that name none (resources)",
@@ -594,6 +609,8 @@ void validate(const Config& c) {
     if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos)
       fail(src, "$.cache.categories." + name, "category names use a-z, 0-9 and _ only");
   }
+  if (!c.erp.redis_cache_url.empty() && c.erp.db_name.empty())
+    fail(src, "$.erp.db_name", "is required with erp.redis_cache_url: the ERP's keys start with its database name");
   if (!c.cache.categories.count(c.cache.default_category))
     fail(src, "$.cache.default_category",
          "names \"" + c.cache.default_category + "\", which is not in cache.categories; add it there or pick an existing category");

@@ -93,6 +93,20 @@ struct Cache {
   std::string default_category = "resource";
 };
 
+struct Invalidation {
+  milliseconds relay_interval{250};  // how often the outbox relay looks for undelivered rows
+  std::size_t stream_max_len = 10000;  // events kept in the Redis stream (approximately)
+  seconds outbox_retention{86400};     // delivered outbox rows are purged after this
+};
+
+// The ERP's own Redis cache: when set, a write through pitstop also drops the ERP's cached copy
+// of the document (<db_name>|document_cache::<DocType>::<name>).
+struct Erp {
+  std::string redis_cache_url;  // empty: not configured
+  Redis redis_cache;
+  std::string db_name;
+};
+
 struct RateLimit {
   std::int64_t limit = 0;  // requests per window
   seconds window{60};
@@ -112,6 +126,8 @@ struct Config {
   Limits limits;
   Auth auth;
   Cache cache;
+  Invalidation invalidation;
+  Erp erp;
   std::map<std::string, RateLimit> rate_limits;  // get, post, put, delete
   std::string rules_file = "rules/workshop.json";
   // Non-fatal findings while loading (e.g. an unknown PITSTOP_* variable), logged at start-up.

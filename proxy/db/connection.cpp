@@ -264,6 +264,8 @@ asio::awaitable<Result<std::unique_ptr<Connection>>> Connection::open(asio::io_c
   mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
   my_bool reconnect = 0;  // a silent reconnect would lose prepared statements and transactions
   mysql_options(m, MYSQL_OPT_RECONNECT, &reconnect);
+  // pitstop writes its own outbox rows: the invalidation triggers skip its connections.
+  mysql_options(m, MYSQL_INIT_COMMAND, "SET @pitstop_write = 1");
 
   auto remaining = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
   if (remaining.count() <= 0) co_return Error{errc::connect_failed, 0, "connect timed out while resolving"};

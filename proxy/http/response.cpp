@@ -35,7 +35,8 @@ bool is_frappe_exception(std::string_view t) {
       "LinkValidationError", "CSRFTokenError", "SessionExpired", "InvalidAuthorizationHeader",
       "InvalidAuthorizationPrefix", "InvalidAuthorizationToken", "DataError", "QueryTimeoutError",
       "OutgoingEmailError", "UniqueValidationError", "CharacterLengthExceededError", "InvalidStatusError",
-      "InvalidSignatureError", "RateLimitExceededError", "PageDoesNotExistError", "ServiceUnavailable"};
+      "InvalidSignatureError", "RateLimitExceededError", "PageDoesNotExistError", "LinkExistsError",
+      "QueryDeadlockError", "NameError", "InvalidNameError"};
   for (auto n : kNames)
     if (n == t) return true;
   return false;

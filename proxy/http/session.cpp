@@ -87,6 +87,17 @@ asio::awaitable<void> send_and_close(std::shared_ptr<Session> s, const Settings&
   s->socket.close(ignored);
 }
 
+Response too_large_body(const Settings& cfg) {
+  return error_response(413, "RequestEntityTooLarge", "The request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes");
+}
+Response too_long_url(const Settings& cfg) {
+  return error_response(414, "RequestURITooLarge", "The request URL is longer than " + std::to_string(cfg.max_url_bytes) + " bytes");
+}
+Response too_large_header(const Settings& cfg) {
+  return error_response(431, "RequestHeaderFieldsTooLarge",
+                        "The request header block is larger than " + std::to_string(cfg.max_header_bytes) + " bytes");
+}
+
 }  // namespace
 
 asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared_ptr<Session> s) {
@@ -128,16 +139,13 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
       } else if (hec == bhttp::error::body_limit) {
         // Content-Length already says the body is too large: refuse without reading it.
         ++L->stats.protocol_errors;
-        co_await send_and_close(s, cfg, error_response(413, "RequestEntityTooLarge",
-                                                       "The request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes"));
+        co_await send_and_close(s, cfg, too_large_body(cfg));
       } else if (hec == bhttp::error::header_limit) {
         ++L->stats.protocol_errors;
         if (request_line_too_long(buffer, cfg.max_url_bytes))
-          co_await send_and_close(s, cfg, error_response(414, "RequestURITooLarge",
-                                                         "The request URL is longer than " + std::to_string(cfg.max_url_bytes) + " bytes"));
+          co_await send_and_close(s, cfg, too_long_url(cfg));
         else
-          co_await send_and_close(s, cfg, error_response(431, "RequestHeaderFieldsTooLarge",
-                                                         "The request header block is larger than " + std::to_string(cfg.max_header_bytes) + " bytes"));
+          co_await send_and_close(s, cfg, too_large_header(cfg));
       } else if (hec == bhttp::error::end_of_stream || hec == asio::error::eof ||
                  hec == asio::error::connection_reset || hec == asio::error::operation_aborted) {
         // The client went away mid-request, or we are shutting down.
@@ -152,20 +160,17 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
     // lets through up to about twice the limit: check the size actually consumed.
     if (hn > cfg.max_header_bytes && msg.target().size() <= cfg.max_url_bytes) {
       ++L->stats.protocol_errors;
-      co_await send_and_close(s, cfg, error_response(431, "RequestHeaderFieldsTooLarge",
-                                                     "The request header block is larger than " + std::to_string(cfg.max_header_bytes) + " bytes"));
+      co_await send_and_close(s, cfg, too_large_header(cfg));
       break;
     }
     if (msg.target().size() > cfg.max_url_bytes) {
       ++L->stats.protocol_errors;
-      co_await send_and_close(s, cfg, error_response(414, "RequestURITooLarge",
-                                                     "The request URL is longer than " + std::to_string(cfg.max_url_bytes) + " bytes"));
+      co_await send_and_close(s, cfg, too_long_url(cfg));
       break;
     }
     if (parser.content_length() && *parser.content_length() > cfg.max_body_bytes) {
       ++L->stats.protocol_errors;
-      co_await send_and_close(s, cfg, error_response(413, "RequestEntityTooLarge",
-                                                     "The request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes"));
+      co_await send_and_close(s, cfg, too_large_body(cfg));
       break;
     }
     if (!parser.is_done()) {
@@ -185,8 +190,7 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
           co_await send_and_close(s, cfg, error_response(408, "RequestTimeout", "The request body was not received in time"));
         } else if (bec == bhttp::error::body_limit) {
           ++L->stats.protocol_errors;
-          co_await send_and_close(s, cfg, error_response(413, "RequestEntityTooLarge",
-                                                         "The request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes"));
+          co_await send_and_close(s, cfg, too_large_body(cfg));
         } else if (bec == bhttp::error::end_of_stream || bec == bhttp::error::partial_message ||
                    bec == asio::error::eof || bec == asio::error::connection_reset ||
                    bec == asio::error::operation_aborted) {

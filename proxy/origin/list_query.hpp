@@ -17,6 +17,8 @@ namespace pitstop::origin {
 struct ColumnMeta {
   std::string name;
   std::string data_type;  // information_schema DATA_TYPE: varchar, int, decimal, date, datetime, text, …
+  std::size_t max_chars = 0;  // CHARACTER_MAXIMUM_LENGTH of text columns (0: not text)
+  bool nullable = true;
 };
 
 struct TableMeta {

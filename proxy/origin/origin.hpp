@@ -76,6 +76,11 @@ boost::asio::awaitable<boost::system::result<std::string, Failure>> read_list(db
                                                                               const ListRequest& request,
                                                                               const ListLimits& limits);
 
+// A document as Frappe answers it ({"data": {...}}, NULL fields left out): results[0] holds the
+// document's row, results[i + 1] the rows of children[i] (field name, child doctype).
+std::string render_doc(const std::vector<db::ResultSet>& results, std::string_view doctype,
+                       const std::vector<std::pair<std::string, const rules::Doctype*>>& children);
+
 // One database value as Frappe's JSON: integers and decimals as numbers, dates and times as
 // Python's str(), NULL as null.
 void write_value(json::Writer& w, db::Kind kind, const std::optional<std::string>& value);

@@ -13,7 +13,7 @@ const TableMeta* Catalog::table(std::string_view doctype) const {
 
 asio::awaitable<result<std::shared_ptr<const Catalog>, Failure>> load_catalog(db::Pool& pool, const rules::RuleSet& rules) {
   auto r = co_await pool.execute(
-      "SELECT `TABLE_NAME`, `COLUMN_NAME`, `DATA_TYPE` FROM information_schema.`COLUMNS` "
+      "SELECT `TABLE_NAME`, `COLUMN_NAME`, `DATA_TYPE`, `CHARACTER_MAXIMUM_LENGTH`, `IS_NULLABLE` FROM information_schema.`COLUMNS` "
       "WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` LIKE 'tab%' ORDER BY `TABLE_NAME`, `ORDINAL_POSITION`",
       {});
   if (!r) co_return failure_from(r.error());
@@ -27,7 +27,10 @@ asio::awaitable<result<std::shared_ptr<const Catalog>, Failure>> load_catalog(db
     auto& t = catalog->tables[it->second->name];
     t.doctype = it->second->name;
     t.table = it->second->table;
-    t.columns.push_back({*row[1], *row[2]});
+    ColumnMeta c{*row[1], *row[2]};
+    if (row[3]) c.max_chars = static_cast<std::size_t>(std::stoull(*row[3]));
+    c.nullable = row[4] && *row[4] == "YES";
+    t.columns.push_back(std::move(c));
   }
   for (const auto& [name, d] : rules.doctypes())
     if (!catalog->tables.count(name)) log::warn("doctype ", name, ": table `", d.table, "` not found in the database");
@@ -74,35 +77,39 @@ asio::awaitable<result<std::string, Failure>> read_doc(db::Pool& pool, const Cat
   if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
   std::vector<Sql> sql;
   sql.push_back({select_all(*table) + " WHERE `name` = ?", {name}});
-  std::vector<std::pair<std::string, const TableMeta*>> children;
+  std::vector<std::pair<std::string, const rules::Doctype*>> children;
   for (const auto& [field, child] : doctype.children) {
     const TableMeta* ct = catalog.table(child);
-    if (!ct) continue;
-    children.emplace_back(field, ct);
+    const rules::Doctype* cd = rules.doctype(child);
+    if (!ct || !cd) continue;
+    children.emplace_back(field, cd);
     sql.push_back({select_all(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx`",
                    {name, doctype.name, field}});
   }
-  (void)rules;
   auto ran = co_await run_statements(pool, sql);
   if (!ran) co_return ran.error();
-  const auto& results = *ran;
-  if (results[0].rows.empty()) co_return Failure{404, "DoesNotExistError", doctype.name + " " + name + " not found", false};
+  if ((*ran)[0].rows.empty()) co_return Failure{404, "DoesNotExistError", doctype.name + " " + name + " not found", false};
+  co_return render_doc(*ran, doctype.name, children);
+}
+
+std::string render_doc(const std::vector<db::ResultSet>& results, std::string_view doctype,
+                       const std::vector<std::pair<std::string, const rules::Doctype*>>& children) {
   std::string body;
   json::Writer w(body);
   w.begin_object().key("data").begin_object();
-  write_doc_row(w, results[0], 0, doctype.name);
-  for (std::size_t i = 0; i < children.size(); ++i) {
+  if (!results.empty() && !results[0].rows.empty()) write_doc_row(w, results[0], 0, doctype);
+  for (std::size_t i = 0; i < children.size() && i + 1 < results.size(); ++i) {
     const auto& r = results[i + 1];
     w.key(children[i].first).begin_array();
     for (std::size_t row = 0; row < r.rows.size(); ++row) {
       w.begin_object();
-      write_doc_row(w, r, row, children[i].second->doctype);
+      write_doc_row(w, r, row, children[i].second->name);
       w.end_object();
     }
     w.end_array();
   }
   w.end_object().end_object();
-  co_return body;
+  return body;
 }
 
 asio::awaitable<result<std::string, Failure>> read_list(db::Pool& pool, const Catalog& catalog, const rules::Doctype& doctype,

@@ -2,6 +2,9 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include <optional>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "proxy/log/log.hpp"
+#include "proxy/redis/watch.hpp"
 
 namespace pitstop::redis {
 
@@ -92,61 +96,6 @@ void on_reply(redisAsyncContext*, void* r, void* privdata) {
   if (--b.remaining == 0) b.finish({});
 }
 
-// Connects hiredis's event hooks to an Asio descriptor. The descriptor never owns the fd: hiredis
-// closes it, so cleanup releases it. Handlers hold a reference, so the watch outlives hiredis's
-// context until the last queued completion has seen `gone`.
-struct Watch : std::enable_shared_from_this<Watch> {
-  Watch(asio::io_context& ioc, redisAsyncContext* ac) : sd(ioc, ac->c.fd), ac(ac) {}
-  asio::posix::stream_descriptor sd;
-  redisAsyncContext* ac;
-  std::shared_ptr<Watch> keep_alive;  // released by cleanup
-  bool reading = false, writing = false, read_armed = false, write_armed = false, gone = false;
-
-  void arm_read() {
-    if (read_armed || gone || !reading) return;
-    read_armed = true;
-    sd.async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this()](error_code ec) {
-      self->read_armed = false;
-      if (self->gone || ec) return;
-      if (self->reading) redisAsyncHandleRead(self->ac);
-      if (!self->gone) self->arm_read();
-    });
-  }
-
-  void arm_write() {
-    if (write_armed || gone || !writing) return;
-    write_armed = true;
-    sd.async_wait(asio::posix::descriptor_base::wait_write, [self = shared_from_this()](error_code ec) {
-      self->write_armed = false;
-      if (self->gone || ec) return;
-      if (self->writing) redisAsyncHandleWrite(self->ac);
-      if (!self->gone) self->arm_write();
-    });
-  }
-
-  static void add_read(void* p) {
-    auto* w = static_cast<Watch*>(p);
-    w->reading = true;
-    w->arm_read();
-  }
-  static void del_read(void* p) { static_cast<Watch*>(p)->reading = false; }
-  static void add_write(void* p) {
-    auto* w = static_cast<Watch*>(p);
-    w->writing = true;
-    w->arm_write();
-  }
-  static void del_write(void* p) { static_cast<Watch*>(p)->writing = false; }
-  static void cleanup(void* p) {
-    auto* w = static_cast<Watch*>(p);
-    w->gone = true;
-    w->reading = w->writing = false;
-    w->ac = nullptr;
-    error_code ignored;
-    w->sd.release();  // aborts pending waits; the fd stays hiredis's
-    auto self = std::move(w->keep_alive);  // may destroy *w when this returns
-  }
-};
-
 }  // namespace
 
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
@@ -170,6 +119,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::string last_error;
   Stats stats;
   bool logged_down = false;
+  struct Subscription {
+    std::string channel;
+    std::function<void(std::string_view)> on_message;
+    std::function<void(bool)> on_state;
+    bool active = false;
+  };
+  std::optional<Subscription> sub;
 
   void wake_waiters() {
     auto waiters = std::move(ready_waiters);
@@ -212,15 +168,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       return;
     }
     c->data = this;
-    auto watch = std::make_shared<Watch>(ioc, c);
-    watch->keep_alive = watch;
     // Hooks first: setting the connect callback arms a write wait.
-    c->ev.data = watch.get();
-    c->ev.addRead = &Watch::add_read;
-    c->ev.delRead = &Watch::del_read;
-    c->ev.addWrite = &Watch::add_write;
-    c->ev.delWrite = &Watch::del_write;
-    c->ev.cleanup = &Watch::cleanup;
+    detail::attach(ioc, c);
     ac = c;
     redisAsyncSetDisconnectCallback(c, &Impl::on_disconnect);
     redisAsyncSetConnectCallback(c, &Impl::on_connect);
@@ -250,7 +199,33 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       self->send_setup(ctx, args);
     }
     if (self->cfg.db != 0) self->send_setup(ctx, {"SELECT", std::to_string(self->cfg.db)});
+    if (self->sub) {
+      const char* argv[] = {"SUBSCRIBE", self->sub->channel.c_str()};
+      const std::size_t lens[] = {9, self->sub->channel.size()};
+      redisAsyncCommandArgv(ctx, &Impl::on_push, self, 2, argv, lens);
+    }
     self->wake_waiters();
+  }
+
+  // The subscription's replies: the confirmation, then one array per message; NULL when the
+  // connection is gone.
+  static void on_push(redisAsyncContext* c, void* r, void*) {
+    auto* self = static_cast<Impl*>(c->data);
+    if (!self->sub) return;
+    if (!r) {
+      if (self->sub->active && self->sub->on_state) self->sub->on_state(false);
+      self->sub->active = false;
+      return;
+    }
+    auto* reply = static_cast<redisReply*>(r);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING) return;
+    std::string_view kind(reply->element[0]->str, reply->element[0]->len);
+    if (kind == "subscribe") {
+      self->sub->active = true;
+      if (self->sub->on_state) self->sub->on_state(true);
+    } else if (kind == "message" && reply->element[2]->type == REDIS_REPLY_STRING) {
+      if (self->sub->on_message) self->sub->on_message(std::string_view(reply->element[2]->str, reply->element[2]->len));
+    }
   }
 
   void send_setup(redisAsyncContext* c, const std::vector<std::string>& args) {
@@ -276,6 +251,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   static void on_disconnect(const redisAsyncContext* c, int status) {
     auto* self = static_cast<Impl*>(c->data);
+    if (self->sub && self->sub->active) {
+      self->sub->active = false;
+      if (self->sub->on_state) self->sub->on_state(false);
+    }
     if (self->ac == c) self->ac = nullptr;
     ++self->stats.disconnects;
     if (status != REDIS_OK && c->errstr[0]) self->last_error = c->errstr;
@@ -407,6 +386,51 @@ asio::awaitable<result<std::vector<Reply>>> Client::pipeline(std::span<const Com
     }
   });
 }
+
+Script::Script(std::string source) : source_(std::move(source)) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(source_.data(), source_.size(), digest, &len, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned i = 0; i < len; ++i) {
+    sha1_.push_back(kHex[digest[i] >> 4]);
+    sha1_.push_back(kHex[digest[i] & 0xF]);
+  }
+}
+
+asio::awaitable<result<Reply>> Client::eval(const Script& script, std::span<const std::string_view> keys,
+                                            std::span<const std::string_view> args) {
+  const std::string numkeys = std::to_string(keys.size());
+  std::vector<std::string_view> argv;
+  argv.reserve(3 + keys.size() + args.size());
+  argv.push_back("EVALSHA");
+  argv.push_back(script.sha1());
+  argv.push_back(numkeys);
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = co_await command(argv);
+  if (r && r->is_error() && r->str.rfind("NOSCRIPT", 0) == 0) {
+    // Redis restarted or was flushed: send the source once; it is cached again after this.
+    argv[0] = "EVAL";
+    argv[1] = script.source();
+    r = co_await command(argv);
+  }
+  co_return r;
+}
+
+void Client::subscribe(std::string channel, std::function<void(std::string_view)> on_message,
+                       std::function<void(bool)> on_state) {
+  impl_->sub = Impl::Subscription{std::move(channel), std::move(on_message), std::move(on_state), false};
+  if (impl_->state == Impl::State::ready && impl_->ac) {
+    const char* argv[] = {"SUBSCRIBE", impl_->sub->channel.c_str()};
+    const std::size_t lens[] = {9, impl_->sub->channel.size()};
+    redisAsyncCommandArgv(impl_->ac, &Impl::on_push, impl_.get(), 2, argv, lens);
+    return;
+  }
+  impl_->start_connect();
+}
+
+bool Client::subscribed() const { return impl_->sub && impl_->sub->active; }
 
 bool Client::connected() const { return impl_->state == Impl::State::ready; }
 const std::string& Client::last_error() const { return impl_->last_error; }

@@ -4,6 +4,7 @@
 // and are pipelined. Every command has a deadline; a command past it drops the connection (its
 // reply would poison the order of the others) and the client reconnects with backoff.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -20,6 +21,18 @@
 namespace pitstop::redis {
 
 using Command = std::vector<std::string>;
+
+// A Lua script, run by its SHA1 (EVALSHA) and sent whole only when Redis has lost it (NOSCRIPT).
+class Script {
+ public:
+  explicit Script(std::string source);
+  const std::string& source() const { return source_; }
+  const std::string& sha1() const { return sha1_; }
+
+ private:
+  std::string source_;
+  std::string sha1_;
+};
 
 struct Stats {
   std::uint64_t commands = 0;
@@ -48,6 +61,18 @@ class Client {
   boost::asio::awaitable<boost::system::result<Reply>> command(std::span<const std::string_view> argv);
   // Several commands written together; replies in order. One deadline for the batch.
   boost::asio::awaitable<boost::system::result<std::vector<Reply>>> pipeline(std::span<const Command> commands);
+
+  // EVALSHA, falling back to EVAL when the script is not loaded.
+  boost::asio::awaitable<boost::system::result<Reply>> eval(const Script& script, std::span<const std::string_view> keys,
+                                                            std::span<const std::string_view> args);
+
+  // Turns this client into a subscriber of `channel` (use a client for nothing else then): every
+  // message goes to `on_message`; `on_state(true)` runs each time the subscription is (re)made,
+  // `on_state(false)` when it is lost (messages may be missed until it is back). Both run on
+  // the client's thread and must not block.
+  void subscribe(std::string channel, std::function<void(std::string_view)> on_message,
+                 std::function<void(bool)> on_state);
+  bool subscribed() const;
 
   bool connected() const;
   const std::string& last_error() const;

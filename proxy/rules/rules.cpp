@@ -281,7 +281,7 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       if (name.empty() || name.size() > 61 || name.find('`') != std::string::npos)
         L.fail(where, "a doctype name is 1..61 characters without backticks");
       auto obj = L.object_at(field.value, where);
-      L.check_keys(obj, where, {"tags", "children", "parent"});
+      L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links"});
       Doctype d;
       d.name = name;
       d.table = "tab" + name;
@@ -296,6 +296,20 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
         }
       }
       if (auto p = obj["parent"]; !p.error()) d.parent = L.string_at(p.value_unsafe(), where + ".parent");
+      if (auto n = obj["naming"]; !n.error()) {
+        std::string naming = L.string_at(n.value_unsafe(), where + ".naming");
+        if (naming == "hash") d.naming.kind = Naming::Kind::hash;
+        else if (naming == "prompt") d.naming.kind = Naming::Kind::prompt;
+        else if (naming.rfind("field:", 0) == 0 && naming.size() > 6) d.naming = {Naming::Kind::field, naming.substr(6)};
+        else if (naming.rfind("series:", 0) == 0 && naming.find('#') != std::string::npos) d.naming = {Naming::Kind::series, naming.substr(7)};
+        else L.fail(where + ".naming", "expected \"hash\", \"prompt\", \"field:<field>\" or \"series:<PREFIX-.YYYY.-.#####>\"");
+      }
+      if (auto m = obj["mandatory"]; !m.error()) d.mandatory = L.strings_at(m.value_unsafe(), where + ".mandatory");
+      if (auto l = obj["links"]; !l.error()) {
+        auto links = L.object_at(l.value_unsafe(), where + ".links");
+        for (auto link : links)
+          d.links.emplace_back(std::string(link.key), L.string_at(link.value, where + ".links." + std::string(link.key)));
+      }
       if (auto c = obj["children"]; !c.error()) {
         auto children = L.object_at(c.value_unsafe(), where + ".children");
         for (auto child : children)
@@ -307,6 +321,9 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       std::string where = "$.doctypes[\"" + name + "\"]";
       if (!d.parent.empty() && !set->doctypes_.count(d.parent))
         L.fail(where + ".parent", "names \"" + d.parent + "\", which is not in $.doctypes; add it");
+      for (const auto& [field, target] : d.links)
+        if (!set->doctypes_.count(target))
+          L.fail(where + ".links." + field, "names \"" + target + "\", which is not in $.doctypes; add it or remove the link");
       for (const auto& [field, child] : d.children) {
         auto it = set->doctypes_.find(child);
         if (it == set->doctypes_.end())
@@ -336,8 +353,11 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
 
     std::string method = "GET";
     if (auto m = obj["method"]; !m.error()) method = L.string_at(m.value_unsafe(), where + ".method");
-    if (method != "GET") L.fail(where + ".method", "only GET rules are served from the cache (got \"" + method + "\")");
-    r.method = http::Method::get;
+    if (method == "GET") r.method = http::Method::get;
+    else if (method == "POST") r.method = http::Method::post;
+    else if (method == "PUT") r.method = http::Method::put;
+    else if (method == "DELETE") r.method = http::Method::delete_;
+    else L.fail(where + ".method", "expected GET, POST, PUT or DELETE (got \"" + method + "\")");
 
     if (auto p = obj["path"]; !p.error()) r.path = L.string_at(p.value_unsafe(), where + ".path");
     if (r.path.empty() || r.path[0] != '/' || r.path.find('?') != std::string::npos)
@@ -418,6 +438,7 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
     L.check_keys(origin, where + ".origin", {"sql", "resource"});
     if (auto s = origin["sql"]; !s.error()) {
       r.origin = Origin::sql;
+      if (r.method != http::Method::get) L.fail(where + ".method", "named queries answer GET only");
       r.query = L.string_at(s.value_unsafe(), where + ".origin.sql");
       if (!valid_capture_name(r.query)) L.fail(where + ".origin.sql", "query names use a-z, 0-9 and _");
       auto file = fs::path(set->queries_dir_) / (r.query + ".sql");
@@ -425,14 +446,25 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
     } else if (auto res = origin["resource"]; !res.error()) {
       auto kind = L.string_at(res.value_unsafe(), where + ".origin.resource");
       if (!captures.count("doctype")) L.fail(where + ".path", "a resource rule needs a {doctype} capture");
-      if (kind == "doc") {
-        r.origin = Origin::resource_doc;
-        if (!captures.count("name")) L.fail(where + ".path", "a resource doc rule needs a {name} or {name*} capture");
-      } else if (kind == "list") {
-        r.origin = Origin::resource_list;
-      } else {
-        L.fail(where + ".origin.resource", "expected \"doc\" or \"list\" (got \"" + kind + "\")");
-      }
+      struct K {
+        const char* name;
+        Origin origin;
+        http::Method method;
+        bool named;
+      };
+      static const K kinds[] = {{"doc", Origin::resource_doc, http::Method::get, true},
+                                {"list", Origin::resource_list, http::Method::get, false},
+                                {"insert", Origin::resource_insert, http::Method::post, false},
+                                {"update", Origin::resource_update, http::Method::put, true},
+                                {"delete", Origin::resource_delete, http::Method::delete_, true}};
+      const K* k = nullptr;
+      for (const auto& candidate : kinds)
+        if (kind == candidate.name) k = &candidate;
+      if (!k) L.fail(where + ".origin.resource", "expected \"doc\", \"list\", \"insert\", \"update\" or \"delete\" (got \"" + kind + "\")");
+      if (k->method != r.method)
+        L.fail(where + ".method", std::string("a resource ") + k->name + " rule is " + method_name(k->method));
+      if (k->named && !captures.count("name")) L.fail(where + ".path", std::string("a resource ") + k->name + " rule needs a {name} or {name*} capture");
+      r.origin = k->origin;
     } else {
       L.fail(where + ".origin", "expected {\"sql\": \"<query>\"} or {\"resource\": \"doc\"|\"list\"}");
     }
@@ -669,6 +701,20 @@ void resolve(simdjson::dom::element e, const std::vector<std::string>& path, std
 }
 
 }  // namespace
+
+std::vector<std::string> row_tags(const Doctype& d, const Values& row) {
+  std::vector<std::string> out = render_tags(d.row_tags, row, {}, "");
+  const std::string* name = row.find("name");
+  if (!d.parent.empty()) {
+    if (const std::string* parent = row.find("parent"); parent && !parent->empty()) out.push_back("doc:" + d.parent + "/" + *parent);
+  } else if (name && !name->empty()) {
+    out.push_back("doc:" + d.name + "/" + *name);
+  }
+  out.push_back("doctype:" + d.name);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
 
 std::vector<std::string> render_tags(const std::vector<TagTemplate>& tags, const Values& captures, const Values& params,
                                      std::string_view result_json) {

@@ -40,7 +40,10 @@ struct Param {
 };
 
 enum class Scope { shared, user };
-enum class Origin { sql, resource_doc, resource_list };
+enum class Origin { sql, resource_doc, resource_list, resource_insert, resource_update, resource_delete };
+inline bool is_write(Origin o) {
+  return o == Origin::resource_insert || o == Origin::resource_update || o == Origin::resource_delete;
+}
 
 // "customer:{customer}", "doc:{doctype}/{name}", "customer:{$.message.vehicle.customer}",
 // "technician:{$.message[*].technician_assigned}": literal text with references to parameters,
@@ -75,13 +78,28 @@ struct Rule {
   std::string query;  // Origin::sql: the named query (sql/queries/<query>.sql)
 };
 
+// How new documents are named, as Frappe's autoname: "series:SO-.YYYY.-.#####" (a naming
+// series counted in tabSeries), "field:item_code" (a field's value), "prompt" (the client gives
+// the name) or "hash" (a random name, the default when the client gives none).
+struct Naming {
+  enum class Kind { hash, prompt, field, series } kind = Kind::hash;
+  std::string value;  // the series pattern or the field
+};
+
 struct Doctype {
   std::string name;
   std::string table;                                // "tab" + name
   std::string parent;                               // for child tables: the parent doctype
   std::vector<std::pair<std::string, std::string>> children;  // fieldname -> child doctype
   std::vector<TagTemplate> row_tags;                // tags a changed row produces (columns)
+  Naming naming;
+  std::vector<std::string> mandatory;               // fields a new document must have
+  std::vector<std::pair<std::string, std::string>> links;  // Link field -> the doctype it names
 };
+
+// The tags a changed row produces: doc:<DocType>/<name> (the parent's, for a child row),
+// doctype:<DocType>, and the doctype's row tags over the row's columns.
+std::vector<std::string> row_tags(const Doctype& d, const Values& row);
 
 // A problem with a request, answered in Frappe's error shape.
 struct RequestError {

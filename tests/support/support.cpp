@@ -168,7 +168,7 @@ fs::path fresh_dir(const std::string& prefix) {
 
 // ---------------------------------------------------------------------------------------------
 
-RedisServer::RedisServer() : port_(free_port()), dir_(fresh_dir("pitstop-redis-")) { start(); }
+RedisServer::RedisServer(bool persistent) : port_(free_port()), dir_(fresh_dir("pitstop-redis-")), persistent_(persistent) { start(); }
 
 RedisServer::~RedisServer() {
   proc_.reset();
@@ -180,8 +180,8 @@ std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_str
 
 void RedisServer::start() {
   proc_ = std::make_unique<Process>(std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
-                                                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-                                                             dir_.string()},
+                                                             "127.0.0.1", "--save", "", "--appendonly", persistent_ ? "yes" : "no",
+                                                             "--appendfsync", "always", "--dir", dir_.string()},
                                     std::map<std::string, std::string>{}, (dir_ / "redis.log").string());
   wait_for_port(port_, *proc_, "redis-server");
 }
@@ -284,6 +284,10 @@ ApiUser::~ApiUser() {
 std::string MariaDbServer::url() const { return "mariadb://pitstop:pitstop@127.0.0.1:" + std::to_string(port_) + "/workshop"; }
 
 std::string MariaDbServer::sql(const std::string& text) { return mariadb_sql(settings(), text); }
+
+void MariaDbServer::load_schema() {
+  for (const char* f : {"sql/schema.sql", "sql/outbox.sql", "sql/triggers.sql"}) sql("source " + (source_dir() / f).string() + ";");
+}
 
 void MariaDbServer::start() {
   std::vector<std::string> argv{"mariadbd",
@@ -415,7 +419,7 @@ bool RawClient::closed_by_peer(std::chrono::milliseconds limit) {
   }
 }
 
-Pitstop::Pitstop(std::map<std::string, std::string> env) {
+Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
   static int n = 0;
   port_file_ = (fs::temp_directory_path() / ("pitstop-port-" + std::to_string(::getpid()) + "-" + std::to_string(n++))).string();
   fs::remove(port_file_);
@@ -432,6 +436,13 @@ Pitstop::Pitstop(std::map<std::string, std::string> env) {
     if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("pitstop did not start: " + proc_->log());
     std::this_thread::sleep_for(20ms);
   }
+  while (wait_ready) {
+    auto r = http_get(port_, "/readyz", 2s);
+    if (r && r->status == 200) break;
+    if (std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("pitstop did not get ready: " + (r ? r->body : std::string("no answer")) + "\n" + proc_->log());
+    std::this_thread::sleep_for(20ms);
+  }
 }
 
 Pitstop::~Pitstop() {
@@ -446,11 +457,13 @@ int Pitstop::stop() {
 }
 
 std::optional<RawClient::Response> http_request(std::uint16_t port, const std::string& method, const std::string& target,
-                                                const std::vector<std::string>& headers, std::chrono::milliseconds limit) {
+                                                const std::vector<std::string>& headers, std::chrono::milliseconds limit,
+                                                const std::string& body) {
   RawClient c(port);
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
   for (const auto& h : headers) req += h + "\r\n";
-  req += "\r\n";
+  if (!body.empty() || method == "POST" || method == "PUT") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
   if (!c.send(req)) return std::nullopt;
   return c.read_response(limit);
 }

@@ -75,7 +75,8 @@ class Process {
 // A throw-away redis-server on a free port.
 class RedisServer {
  public:
-  RedisServer();
+  // `persistent`: every write is fsynced to an append-only file, so that data survives stop().
+  explicit RedisServer(bool persistent = false);
   ~RedisServer();
   std::uint16_t port() const { return port_; }
   std::string url() const;
@@ -85,6 +86,7 @@ class RedisServer {
  private:
   std::uint16_t port_;
   std::filesystem::path dir_;
+  bool persistent_;
   std::unique_ptr<Process> proc_;
 };
 
@@ -99,6 +101,8 @@ class MariaDbServer {
   // Runs SQL (or a file, with `source <path>`) on `workshop` with the mariadb client; returns
   // its output (tab-separated, no column names); throws when the client fails.
   std::string sql(const std::string& text);
+  // sql/schema.sql, sql/outbox.sql and sql/triggers.sql, as scripts/load-data applies them.
+  void load_schema();
   void start();
   void stop();  // SIGKILL
 
@@ -146,7 +150,8 @@ class RawClient {
 // environment's); it listens on a free port of 127.0.0.1 with two workers unless told otherwise.
 class Pitstop {
  public:
-  explicit Pitstop(std::map<std::string, std::string> env = {});
+  // Waits until /readyz answers 200 unless `wait_ready` is false (for tests of broken setups).
+  explicit Pitstop(std::map<std::string, std::string> env = {}, bool wait_ready = true);
   ~Pitstop();
   std::uint16_t port() const { return port_; }
   Process& process() { return *proc_; }
@@ -162,7 +167,8 @@ class Pitstop {
 // One request on a fresh connection, with extra header lines ("Name: value").
 std::optional<RawClient::Response> http_request(std::uint16_t port, const std::string& method, const std::string& target,
                                                 const std::vector<std::string>& headers = {},
-                                                std::chrono::milliseconds limit = std::chrono::seconds(10));
+                                                std::chrono::milliseconds limit = std::chrono::seconds(10),
+                                                const std::string& body = {});
 
 // One request on a fresh connection.
 std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,

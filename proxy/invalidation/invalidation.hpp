@@ -1,0 +1,120 @@
+#pragma once
+// Invalidation: what a write (through pitstop, or around it, caught by triggers) changed,
+// carried as tags. An event deletes the tags' Redis entries, is published for every instance's
+// L1 and appended to a capped stream for other listeners; the outbox relay retries events that
+// could not be delivered, so an invalidation is late at worst, never lost.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/system/error_code.hpp>
+
+#include "proxy/cache/store.hpp"
+#include "proxy/db/db.hpp"
+#include "proxy/redis/client.hpp"
+
+namespace pitstop::invalidation {
+
+// {"id":"outbox:42","tags":["customer:CUST-1",…],"source":"pitstop","time":"2026-11-29T03:55:00.123456Z","site":"…"}
+struct Event {
+  std::string id;
+  std::vector<std::string> tags;
+  std::string source;  // pitstop (a write through pitstop) or trigger (a write around it)
+  std::string time;    // when the write committed, UTC, ISO 8601
+  std::string site;
+};
+std::string encode(const Event& e);
+std::optional<Event> decode(std::string_view json);
+// Now as the events write it ("2026-11-29T03:55:00.123456Z").
+std::string utc_now();
+
+struct Names {
+  std::string channel;  // pitstop:<site>:invalidations (PUBLISH)
+  std::string stream;   // pitstop:<site>:invalidations:stream (XADD, capped)
+};
+Names names(std::string_view site);
+
+// When each tag was last invalidated here (steady clock), so that a fill that started before
+// cannot put its answer into L1 after. Shared by the workers; entries expire.
+class Log {
+ public:
+  void record(const std::vector<std::string>& tags);
+  bool invalidated_since(const std::vector<std::string>& tags, std::chrono::steady_clock::time_point since) const;
+
+ private:
+  mutable std::mutex m_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_;
+  std::chrono::steady_clock::time_point pruned_{};
+};
+
+struct Settings {
+  std::string site;
+  std::size_t stream_max_len = 10000;
+  std::string erp_db_name;  // with an ERP Redis: its document cache entries go too
+};
+
+// Delivers events with one worker's clients.
+class Invalidator {
+ public:
+  Invalidator(cache::Store& store, redis::Client& queue, redis::Client* erp, Settings settings);
+  // Deletes the Redis entries, drops the ERP's cached documents, publishes and appends the
+  // event. An error means something was not done and the event must be delivered again.
+  boost::asio::awaitable<boost::system::error_code> deliver(const Event& e);
+  const Names& names() const { return names_; }
+  const std::string& site() const { return settings_.site; }
+
+ private:
+  cache::Store& store_;
+  redis::Client& queue_;
+  redis::Client* erp_;
+  Settings settings_;
+  Names names_;
+};
+
+// The outbox relay: delivers every outbox row after its site's cursor (pitstop_outbox_cursor)
+// that this site has not delivered yet: triggers' rows, other sites' rows, and this site's rows
+// whose writer could not deliver them (Redis down, the process gone). Instances of one site take
+// turns on the cursor's row lock. Delivery is idempotent, so a row delivered twice does no harm.
+class Relay {
+ public:
+  Relay(boost::asio::io_context& ioc, db::Pool& pool, Invalidator& invalidator, std::chrono::milliseconds interval,
+        std::chrono::seconds retention, std::function<void(const Event&)> on_delivered,
+        // After a pass that left nothing pending, with the time the pass started.
+        std::function<void(std::chrono::steady_clock::time_point)> on_caught_up);
+  void start();
+  void stop();
+  // One pass; returns how many rows it delivered (tests drive it directly).
+  boost::asio::awaitable<std::size_t> pass();
+
+  struct Stats {
+    std::uint64_t delivered = 0;
+    std::uint64_t failures = 0;
+    std::uint64_t passes = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::io_context& ioc_;
+  db::Pool& pool_;
+  Invalidator& invalidator_;
+  std::chrono::milliseconds interval_;
+  std::chrono::seconds retention_;
+  std::function<void(const Event&)> on_delivered_;
+  std::function<void(std::chrono::steady_clock::time_point)> on_caught_up_;
+  std::shared_ptr<bool> running_;
+  std::chrono::steady_clock::time_point last_purge_{};
+  std::chrono::steady_clock::time_point last_complaint_{};
+  Stats stats_;
+};
+
+}  // namespace pitstop::invalidation

@@ -1,0 +1,641 @@
+// Writes through the sql origin: POST/PUT/DELETE /api/resource/<DocType>[/<name>], as Frappe
+// applies them, each in one transaction together with its outbox row.
+#include <openssl/rand.h>
+#include <simdjson.h>
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <map>
+#include <set>
+
+#include "proxy/origin/origin.hpp"
+#include "proxy/origin/write.hpp"
+#include "proxy/json/writer.hpp"
+
+namespace pitstop::origin {
+
+namespace asio = boost::asio;
+using boost::system::result;
+
+namespace {
+
+Failure invalid(std::string message, const char* exc_type = "ValidationError") {
+  return Failure{417, exc_type, std::move(message), false};
+}
+
+std::string ident(std::string_view name) {
+  std::string out = "`";
+  for (char c : name) {
+    if (c == '`') out += "``";
+    else out.push_back(c);
+  }
+  out += '`';
+  return out;
+}
+
+// The server's clock, as Frappe's now(): "YYYY-MM-DD HH:MM:SS.ffffff".
+std::string now_text() {
+  using namespace std::chrono;
+  auto now = system_clock::now();
+  std::time_t t = system_clock::to_time_t(now);
+  auto us = duration_cast<microseconds>(now.time_since_epoch()).count() % 1000000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<int>(us));
+  return buf;
+}
+
+// Frappe names child rows (and "hash" doctypes) with 10 random hex characters.
+std::string random_name() {
+  unsigned char bytes[5];
+  RAND_bytes(bytes, sizeof bytes);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xF]);
+  }
+  return out;
+}
+
+bool digits(std::string_view s, std::size_t from, std::size_t n) {
+  for (std::size_t i = from; i < from + n; ++i)
+    if (i >= s.size() || s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+bool valid_date_text(std::string_view s) {
+  if (s.size() != 10 || s[4] != '-' || s[7] != '-' || !digits(s, 0, 4) || !digits(s, 5, 2) || !digits(s, 8, 2)) return false;
+  int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+  int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (y < 1 || m < 1 || m > 12 || d < 1) return false;
+  return d <= kDays[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0) ? 1 : 0);
+}
+
+bool valid_time_text(std::string_view s) {
+  // HH:MM:SS[.ffffff]
+  if (s.size() < 8 || s[2] != ':' || s[5] != ':' || !digits(s, 0, 2) || !digits(s, 3, 2) || !digits(s, 6, 2)) return false;
+  if ((s[0] - '0') * 10 + (s[1] - '0') > 23 || (s[3] - '0') * 10 + (s[4] - '0') > 59 || (s[6] - '0') * 10 + (s[7] - '0') > 59)
+    return false;
+  if (s.size() == 8) return true;
+  return s[8] == '.' && s.size() <= 15 && s.size() > 9 && digits(s, 9, s.size() - 9);
+}
+
+std::size_t utf8_length(std::string_view s) {
+  std::size_t n = 0;
+  for (char c : s)
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+bool is_integer_type(std::string_view t) {
+  return t == "tinyint" || t == "smallint" || t == "mediumint" || t == "int" || t == "bigint" || t == "year";
+}
+bool is_decimal_type(std::string_view t) { return t == "decimal" || t == "float" || t == "double"; }
+
+// A JSON value as the text MariaDB stores for `column`; nullopt for NULL.
+result<std::optional<std::string>, Failure> convert(const ColumnMeta& column, simdjson::dom::element v, std::string_view doctype) {
+  using T = simdjson::dom::element_type;
+  const std::string label = "Field " + column.name + " of " + std::string(doctype);
+  if (v.type() == T::NULL_VALUE) {
+    if (!column.nullable) return invalid(label + " cannot be null");
+    return std::optional<std::string>{};
+  }
+  const std::string& t = column.data_type;
+  if (is_integer_type(t)) {
+    if (v.type() == T::BOOL) return std::optional<std::string>{v.get_bool().value_unsafe() ? "1" : "0"};
+    if (v.type() == T::INT64) return std::optional<std::string>{std::to_string(v.get_int64().value_unsafe())};
+    if (v.type() == T::UINT64) return std::optional<std::string>{std::to_string(v.get_uint64().value_unsafe())};
+    if (v.type() == T::DOUBLE) {
+      double d = v.get_double().value_unsafe();
+      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) return std::optional<std::string>{std::to_string(static_cast<std::int64_t>(d))};
+    }
+    return invalid(label + " must be a whole number");
+  }
+  if (is_decimal_type(t)) {
+    if (v.type() == T::INT64) return std::optional<std::string>{std::to_string(v.get_int64().value_unsafe())};
+    if (v.type() == T::UINT64) return std::optional<std::string>{std::to_string(v.get_uint64().value_unsafe())};
+    if (v.type() == T::DOUBLE) {
+      double d = v.get_double().value_unsafe();
+      if (!std::isfinite(d)) return invalid(label + " must be a number");
+      char buf[64];
+      auto r = std::to_chars(buf, buf + sizeof buf, d);
+      return std::optional<std::string>{std::string(buf, r.ptr)};
+    }
+    return invalid(label + " must be a number");
+  }
+  std::string_view s;
+  if (v.type() == T::STRING) {
+    s = v.get_string().value_unsafe();
+  } else if (v.type() == T::INT64 || v.type() == T::UINT64 || v.type() == T::DOUBLE) {
+    // Frappe stores a number given for a Data field as its text.
+    if (t == "date" || t == "datetime" || t == "timestamp" || t == "time") return invalid(label + " must be a string");
+    std::string text = simdjson::to_string(v);
+    return std::optional<std::string>{text};
+  } else {
+    return invalid(label + " must be a string");
+  }
+  if (t == "date") {
+    if (!valid_date_text(s)) return invalid(label + " must be a date YYYY-MM-DD");
+    return std::optional<std::string>{std::string(s)};
+  }
+  if (t == "datetime" || t == "timestamp") {
+    if (s.size() == 10 && valid_date_text(s)) return std::optional<std::string>{std::string(s) + " 00:00:00"};
+    if (s.size() < 19 || !valid_date_text(s.substr(0, 10)) || (s[10] != ' ' && s[10] != 'T') || !valid_time_text(s.substr(11)))
+      return invalid(label + " must be a datetime YYYY-MM-DD HH:MM:SS");
+    std::string out(s);
+    out[10] = ' ';
+    return std::optional<std::string>{out};
+  }
+  if (t == "time") {
+    if (!valid_time_text(s)) return invalid(label + " must be a time HH:MM:SS");
+    return std::optional<std::string>{std::string(s)};
+  }
+  if (column.max_chars > 0 && utf8_length(s) > column.max_chars)
+    return invalid(label + " is longer than " + std::to_string(column.max_chars) + " characters");
+  return std::optional<std::string>{std::string(s)};
+}
+
+// Fields the server keeps: a client may send them back (a fetched document), they are not written.
+bool server_field(std::string_view f) {
+  return f == "owner" || f == "creation" || f == "modified_by" || f == "doctype" || f == "parent" || f == "parentfield" ||
+         f == "parenttype" || f == "__islocal" || f == "__unsaved" || f == "__last_sync_on";
+}
+
+// A row as the client sent it: column -> value (nullopt is NULL), in the client's order.
+struct Row {
+  std::vector<std::pair<std::string, std::optional<std::string>>> values;
+  const std::optional<std::string>* find(std::string_view k) const {
+    for (const auto& [n, v] : values)
+      if (n == k) return &v;
+    return nullptr;
+  }
+  void set(const std::string& k, std::optional<std::string> v) {
+    for (auto& [n, old] : values)
+      if (n == k) {
+        old = std::move(v);
+        return;
+      }
+    values.emplace_back(k, std::move(v));
+  }
+};
+
+struct ChildRows {
+  std::string field;
+  const rules::Doctype* doctype;
+  const TableMeta* table;
+  std::vector<Row> rows;
+};
+
+struct Parsed {
+  Row row;
+  std::optional<std::string> modified;  // PUT: the version the client saw
+  std::vector<ChildRows> children;      // only the child tables the body names
+};
+
+result<Row, Failure> parse_row(simdjson::dom::object obj, const TableMeta& table, std::string_view doctype, bool child) {
+  Row row;
+  for (auto field : obj) {
+    std::string key(field.key);
+    if (server_field(key) || key == "modified") continue;
+    if (child && key == "idx") continue;  // the position in the list decides
+    const ColumnMeta* col = table.find(key);
+    if (!col || key.front() == '_') return invalid("Unknown field " + key + " for " + std::string(doctype));
+    auto v = convert(*col, field.value, doctype);
+    if (!v) return v.error();
+    row.set(key, std::move(*v));
+  }
+  return row;
+}
+
+result<Parsed, Failure> parse_body(std::string_view body, const Catalog& catalog, const rules::RuleSet& rules, const rules::Doctype& d,
+                                   const TableMeta& table) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::padded_string padded(body.data(), body.size());
+  if (auto err = parser.parse(padded).get(doc)) return invalid(std::string("The body is not valid JSON: ") + simdjson::error_message(err));
+  simdjson::dom::object obj;
+  if (doc.get(obj)) return invalid("The body must be a JSON object of the document's fields");
+  Parsed out;
+  std::vector<std::pair<std::string, simdjson::dom::element>> plain;
+  for (auto field : obj) {
+    std::string key(field.key);
+    if (key == "doctype") {
+      std::string_view dt;
+      if (field.value.get(dt) || dt != d.name) return invalid("The body's doctype is not " + d.name);
+      continue;
+    }
+    if (key == "modified") {
+      std::string_view m;
+      if (field.value.get(m)) return invalid("modified must be a datetime string");
+      out.modified = std::string(m);
+      continue;
+    }
+    auto child = std::find_if(d.children.begin(), d.children.end(), [&](const auto& c) { return c.first == key; });
+    if (child == d.children.end()) continue;
+    const rules::Doctype* cd = rules.doctype(child->second);
+    const TableMeta* ct = catalog.table(child->second);
+    if (!cd || !ct) return invalid("Child table " + child->second + " is not available");
+    simdjson::dom::array rows;
+    if (field.value.get(rows)) return invalid(key + " must be a list of rows");
+    ChildRows cr{key, cd, ct, {}};
+    for (auto item : rows) {
+      simdjson::dom::object ro;
+      if (item.get(ro)) return invalid("Each row of " + key + " must be an object");
+      auto r = parse_row(ro, *ct, cd->name, true);
+      if (!r) return r.error();
+      cr.rows.push_back(std::move(*r));
+      if (cr.rows.size() > 1000) return invalid(key + " has more than 1000 rows");
+    }
+    out.children.push_back(std::move(cr));
+  }
+  // The document's own fields (child tables and the handled keys removed).
+  for (auto field : obj) {
+    std::string key(field.key);
+    if (key == "doctype" || key == "modified") continue;
+    if (std::any_of(d.children.begin(), d.children.end(), [&](const auto& c) { return c.first == key; })) continue;
+    if (server_field(key)) continue;
+    const ColumnMeta* col = table.find(key);
+    if (!col || key.front() == '_') return invalid("Unknown field " + key + " for " + d.name);
+    auto v = convert(*col, field.value, d.name);
+    if (!v) return v.error();
+    out.row.set(key, std::move(*v));
+  }
+  return out;
+}
+
+bool empty_value(const std::optional<std::string>* v) { return !v || !*v || (*v)->empty(); }
+
+std::optional<Failure> check_mandatory(const rules::Doctype& d, const Row& row, bool partial) {
+  std::vector<std::string> missing;
+  for (const auto& f : d.mandatory) {
+    const auto* v = row.find(f);
+    if (partial ? (v && empty_value(v)) : empty_value(v)) missing.push_back(f);
+  }
+  if (missing.empty()) return std::nullopt;
+  std::string list;
+  for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+  return Failure{417, "MandatoryError", "[" + d.name + "]: " + list, false};
+}
+
+// Expands a naming series ("SO-.YYYY.-.#####") into its counter key and digit count.
+std::pair<std::string, int> series_key(const std::string& pattern) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char y4[8], y2[4], m2[4], d2[4];
+  std::snprintf(y4, sizeof y4, "%04d", tm.tm_year + 1900);
+  std::snprintf(y2, sizeof y2, "%02d", (tm.tm_year + 1900) % 100);
+  std::snprintf(m2, sizeof m2, "%02d", tm.tm_mon + 1);
+  std::snprintf(d2, sizeof d2, "%02d", tm.tm_mday);
+  std::string key;
+  int width = 0;
+  std::size_t start = 0;
+  while (start <= pattern.size()) {
+    auto dot = pattern.find('.', start);
+    std::string part = pattern.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!part.empty() && part.find_first_not_of('#') == std::string::npos) width = static_cast<int>(part.size());
+    else if (part == "YYYY") key += y4;
+    else if (part == "YY") key += y2;
+    else if (part == "MM") key += m2;
+    else if (part == "DD") key += d2;
+    else key += part;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return {key, width};
+}
+
+// One write transaction on one connection; statement helpers keep the first error. (Values go
+// through a plain function: g++ 12 mishandles braced lists inside co_await expressions.)
+struct Tx {
+  db::Lease& lease;
+  std::chrono::milliseconds timeout;
+  std::optional<db::Error> error;
+
+  asio::awaitable<std::optional<db::ResultSet>> exec_v(std::string sql, std::vector<std::optional<std::string>> values) {
+    if (error) co_return std::nullopt;
+    std::vector<db::Param> params;
+    params.reserve(values.size());
+    for (const auto& v : values) {
+      if (v) params.emplace_back(std::string_view(*v));
+      else params.emplace_back(nullptr);
+    }
+    auto r = co_await lease->execute(sql, params, timeout);
+    if (!r) {
+      error = r.error();
+      co_return std::nullopt;
+    }
+    co_return std::move(*r);
+  }
+
+  template <class... A>
+  asio::awaitable<std::optional<db::ResultSet>> exec(std::string sql, const A&... args) {
+    std::vector<std::optional<std::string>> values{std::optional<std::string>(args)...};
+    return exec_v(std::move(sql), std::move(values));
+  }
+};
+
+// Link fields must name existing documents (Frappe's LinkValidationError).
+asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rules::Doctype& dt, const Row& row,
+                                  std::optional<Failure>& refusal) {
+  for (const auto& [field, target] : dt.links) {
+    const auto* v = row.find(field);
+    if (!v || !*v || (*v)->empty() || refusal || tx.error) continue;
+    const rules::Doctype* td = rules.doctype(target);
+    if (!td) continue;
+    const std::string value = **v;
+    auto r = co_await tx.exec("SELECT 1 FROM " + ident(td->table) + " WHERE `name` = ?", value);
+    if (r && r->rows.empty()) refusal = Failure{417, "LinkValidationError", "Could not find " + target + ": " + value, false};
+  }
+}
+
+std::string select_sql(const TableMeta& t) {
+  std::string sql = "SELECT ";
+  for (std::size_t i = 0; i < t.columns.size(); ++i) sql += (i ? ", " : "") + ident(t.columns[i].name);
+  return sql + " FROM " + ident(t.table);
+}
+
+rules::Values to_values(const db::ResultSet& r, std::size_t row) {
+  rules::Values v;
+  for (std::size_t c = 0; c < r.columns.size(); ++c)
+    if (r.rows[row][c]) v.items.emplace_back(r.columns[c].name, *r.rows[row][c]);
+  return v;
+}
+
+rules::Values to_values(const Row& r) {
+  rules::Values v;
+  for (const auto& [k, val] : r.values)
+    if (val) v.items.emplace_back(k, *val);
+  return v;
+}
+
+Failure from_db(const db::Error& e, const rules::Doctype& d, const std::string& name) {
+  if (e.code == db::errc::server && e.server_code == 1062)
+    return Failure{409, "DuplicateEntryError", d.name + " " + name + " already exists", false};
+  if (e.code == db::errc::server && e.server_code == 1406) return invalid("A value is too long: " + e.message);
+  if (e.code == db::errc::server && (e.server_code == 1366 || e.server_code == 1292 || e.server_code == 1264))
+    return invalid("A value does not fit its field: " + e.message);
+  return failure_from(e);
+}
+
+}  // namespace
+
+std::string_view write_kind_name(rules::Origin o) {
+  switch (o) {
+    case rules::Origin::resource_insert: return "insert";
+    case rules::Origin::resource_update: return "update";
+    case rules::Origin::resource_delete: return "delete";
+    default: return "?";
+  }
+}
+
+asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
+                                                         const rules::Doctype& d, rules::Origin op, std::string name,
+                                                         std::string_view body, const std::string& user,
+                                                         const std::string& site) {
+  const TableMeta* table = catalog.table(d.name);
+  if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + d.name + " not found", false};
+  Parsed parsed;
+  if (op != rules::Origin::resource_delete) {
+    auto p = parse_body(body, catalog, rules, d, *table);
+    if (!p) co_return p.error();
+    parsed = std::move(*p);
+    if (auto m = check_mandatory(d, parsed.row, op == rules::Origin::resource_update)) co_return *m;
+    for (const auto& c : parsed.children)
+      for (const auto& r : c.rows)
+        if (auto m = check_mandatory(*c.doctype, r, false)) co_return *m;
+    if (op == rules::Origin::resource_update) {
+      if (const auto* n = parsed.row.find("name"); n && *n && **n != name)
+        co_return invalid("Renaming is not supported: the body's name is not " + name);
+    }
+  }
+
+  for (int attempt = 0;; ++attempt) {
+    auto lease = co_await pool.acquire();
+    if (!lease) co_return failure_from(lease.error());
+    Tx tx{*lease, pool.query_timeout(), std::nullopt};
+    const std::string now = now_text();
+    std::vector<std::string> tags;
+    std::optional<Failure> refusal;
+    std::string final_name = name;
+
+    auto begin = co_await (*lease)->query("START TRANSACTION", pool.query_timeout());
+    if (!begin) co_return failure_from(begin.error());
+
+    if (op == rules::Origin::resource_insert) {
+      // The name: given, from a field, or the next of a naming series (counted under the row
+      // lock of tabSeries, in this transaction: no duplicates, no gaps on rollback).
+      const auto* given = parsed.row.find("name");
+      if (!empty_value(given)) {
+        final_name = **given;
+      } else if (d.naming.kind == rules::Naming::Kind::field) {
+        const auto* f = parsed.row.find(d.naming.value);
+        if (empty_value(f)) co_return invalid(d.naming.value + " is required: it names the " + d.name);
+        final_name = **f;
+      } else if (d.naming.kind == rules::Naming::Kind::series) {
+        auto [key, width] = series_key(d.naming.value);
+        auto r = co_await tx.exec(
+            "INSERT INTO `tabSeries` (`name`, `current`) VALUES (?, LAST_INSERT_ID(1)) "
+            "ON DUPLICATE KEY UPDATE `current` = LAST_INSERT_ID(`current` + 1)",
+            key);
+        if (r) {
+          std::string n = std::to_string(r->insert_id);
+          if (static_cast<int>(n.size()) < width) n.insert(0, static_cast<std::size_t>(width) - n.size(), '0');
+          final_name = key + n;
+        }
+      } else if (d.naming.kind == rules::Naming::Kind::prompt) {
+        co_return invalid("name is required for " + d.name);
+      } else {
+        final_name = random_name();
+      }
+      if (final_name.empty() || utf8_length(final_name) > 140) co_return invalid("A name is 1 to 140 characters");
+      parsed.row.set("name", final_name);
+      co_await check_links(tx, rules, d, parsed.row, refusal);
+      for (const auto& c : parsed.children)
+        for (const auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
+
+      Row full = parsed.row;
+      full.set("owner", user);
+      full.set("creation", now);
+      full.set("modified", now);
+      full.set("modified_by", user);
+      std::string cols, marks;
+      std::vector<std::optional<std::string>> values;
+      for (const auto& [k, v] : full.values) {
+        if (!table->find(k)) continue;
+        cols += (cols.empty() ? "" : ", ") + ident(k);
+        marks += marks.empty() ? "?" : ", ?";
+        values.push_back(v);
+      }
+      if (!refusal) co_await tx.exec_v("INSERT INTO " + ident(table->table) + " (" + cols + ") VALUES (" + marks + ")", values);
+    } else {
+      // Update and delete work on the row as it is now, locked until commit.
+      auto current = co_await tx.exec(select_sql(*table) + " WHERE `name` = ? FOR UPDATE", name);
+      if (current && current->rows.empty()) refusal = Failure{404, "DoesNotExistError", d.name + " " + name + " not found", false};
+      if (current && !refusal) {
+        auto old = to_values(*current, 0);
+        auto old_tags = rules::row_tags(d, old);
+        tags.insert(tags.end(), old_tags.begin(), old_tags.end());
+        const std::string* stored_modified = old.find("modified");
+        if (op == rules::Origin::resource_update && parsed.modified && stored_modified &&
+            json::frappe_datetime(*stored_modified) != json::frappe_datetime(*parsed.modified))
+          refusal = Failure{417, "TimestampMismatchError",
+                            "Error: Document has been modified after you have opened it (" + json::frappe_datetime(*stored_modified) +
+                                ", " + *parsed.modified + "). Please refresh to get the latest document.",
+                            false};
+      }
+      // The child rows that change go away: every table on delete, the named ones on update.
+      for (const auto& [field, child] : d.children) {
+        if (refusal || tx.error) break;
+        const bool replaced = op == rules::Origin::resource_delete ||
+                              std::any_of(parsed.children.begin(), parsed.children.end(), [&](const ChildRows& c) { return c.field == field; });
+        if (!replaced) continue;
+        const rules::Doctype* cd = rules.doctype(child);
+        const TableMeta* ct = catalog.table(child);
+        if (!cd || !ct) continue;
+        auto old_children = co_await tx.exec(select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? FOR UPDATE",
+                                             name, d.name, field);
+        if (old_children)
+          for (std::size_t i = 0; i < old_children->rows.size(); ++i) {
+            auto t = rules::row_tags(*cd, to_values(*old_children, i));
+            tags.insert(tags.end(), t.begin(), t.end());
+          }
+        co_await tx.exec("DELETE FROM " + ident(ct->table) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?",
+                         name, d.name, field);
+      }
+      if (op == rules::Origin::resource_delete && !refusal && !tx.error) {
+        // Frappe refuses to delete what other documents link to (LinkExistsError).
+        for (const auto& [other_name, other] : rules.doctypes()) {
+          for (const auto& [field, target] : other.links) {
+            if (target != d.name || refusal || tx.error) continue;
+            auto r = co_await tx.exec("SELECT " + std::string(other.parent.empty() ? "`name`" : "`parent`") + " FROM " +
+                                          ident(other.table) + " WHERE " + ident(field) + " = ? LIMIT 1",
+                                      name);
+            if (r && !r->rows.empty() && r->rows[0][0]) {
+              const std::string& shown = other.parent.empty() ? other_name : other.parent;
+              refusal = Failure{417, "LinkExistsError",
+                                "Cannot delete or cancel because " + d.name + " " + name + " is linked with " + shown + " " + *r->rows[0][0],
+                                false};
+            }
+          }
+        }
+        if (!refusal) co_await tx.exec("DELETE FROM " + ident(table->table) + " WHERE `name` = ?", name);
+      }
+      if (op == rules::Origin::resource_update && !refusal && !tx.error) {
+        co_await check_links(tx, rules, d, parsed.row, refusal);
+        for (const auto& c : parsed.children)
+          for (const auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
+        std::string sets;
+        std::vector<std::optional<std::string>> values;
+        for (const auto& [k, v] : parsed.row.values) {
+          if (k == "name" || !table->find(k)) continue;
+          sets += ident(k) + " = ?, ";
+          values.push_back(v);
+        }
+        sets += "`modified` = ?, `modified_by` = ?";
+        values.emplace_back(now);
+        values.emplace_back(user);
+        values.emplace_back(name);
+        if (!refusal) co_await tx.exec_v("UPDATE " + ident(table->table) + " SET " + sets + " WHERE `name` = ?", values);
+      }
+    }
+
+    // New child rows (insert, or update of the tables the body names).
+    for (const auto& c : parsed.children) {
+      if (refusal || tx.error) break;
+      int idx = 0;
+      for (const auto& r : c.rows) {
+        Row full = r;
+        const auto* given = full.find("name");
+        full.set("name", empty_value(given) ? random_name() : **given);
+        full.set("parent", final_name);
+        full.set("parentfield", c.field);
+        full.set("parenttype", d.name);
+        full.set("idx", std::to_string(++idx));
+        full.set("owner", user);
+        full.set("creation", now);
+        full.set("modified", now);
+        full.set("modified_by", user);
+        std::string cols, marks;
+        std::vector<std::optional<std::string>> values;
+        for (const auto& [k, v] : full.values) {
+          if (!c.table->find(k)) continue;
+          cols += (cols.empty() ? "" : ", ") + ident(k);
+          marks += marks.empty() ? "?" : ", ?";
+          values.push_back(v);
+        }
+        co_await tx.exec_v("INSERT INTO " + ident(c.table->table) + " (" + cols + ") VALUES (" + marks + ")", values);
+      }
+    }
+
+    // The document as stored, for the answer and for the tags of the new version.
+    std::string answer;
+    if (op != rules::Origin::resource_delete && !refusal && !tx.error) {
+      std::vector<db::ResultSet> results;
+      auto parent = co_await tx.exec(select_sql(*table) + " WHERE `name` = ?", final_name);
+      if (parent && !parent->rows.empty()) {
+        auto t = rules::row_tags(d, to_values(*parent, 0));
+        tags.insert(tags.end(), t.begin(), t.end());
+        results.push_back(std::move(*parent));
+        std::vector<std::pair<std::string, const rules::Doctype*>> kids;
+        for (const auto& [field, child] : d.children) {
+          const rules::Doctype* cd = rules.doctype(child);
+          const TableMeta* ct = catalog.table(child);
+          if (!cd || !ct) continue;
+          auto rows = co_await tx.exec(select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx`",
+                                       final_name, d.name, field);
+          if (!rows) break;
+          for (std::size_t i = 0; i < rows->rows.size(); ++i) {
+            auto ct_tags = rules::row_tags(*cd, to_values(*rows, i));
+            tags.insert(tags.end(), ct_tags.begin(), ct_tags.end());
+          }
+          kids.emplace_back(field, cd);
+          results.push_back(std::move(*rows));
+        }
+        if (!tx.error) answer = render_doc(results, d.name, kids);
+      }
+    } else if (op == rules::Origin::resource_delete) {
+      answer = "{\"data\":\"ok\"}";
+    }
+
+    std::sort(tags.begin(), tags.end());
+    tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
+    std::uint64_t outbox_id = 0;
+    if (!refusal && !tx.error) {
+      std::string json = "[";
+      for (std::size_t i = 0; i < tags.size(); ++i) {
+        if (i) json += ',';
+        json::append_string(json, tags[i]);
+      }
+      json += ']';
+      auto r = co_await tx.exec("INSERT INTO `pitstop_outbox` (`tags`, `source`, `site`, `created`) VALUES (?, 'pitstop', ?, ?)", json,
+                                site, now);
+      if (r) outbox_id = r->insert_id;
+    }
+
+    if (refusal || tx.error) {
+      if (!(*lease)->broken()) co_await (*lease)->query("ROLLBACK", pool.query_timeout());
+      if (refusal) co_return *refusal;
+      // A deadlock is resolved by running the transaction again, as Frappe's retry does.
+      if (tx.error->code == db::errc::server && tx.error->server_code == 1213 && attempt < 2) continue;
+      co_return from_db(*tx.error, d, final_name);
+    }
+    auto commit = co_await (*lease)->query("COMMIT", pool.query_timeout());
+    if (!commit) co_return from_db(commit.error(), d, final_name);
+    WriteOutcome out;
+    out.status = op == rules::Origin::resource_delete ? 202 : 200;
+    out.body = std::move(answer);
+    out.tags = std::move(tags);
+    out.outbox_id = outbox_id;
+    out.name = final_name;
+    co_return out;
+  }
+}
+
+}  // namespace pitstop::origin

@@ -1,0 +1,413 @@
+// Writes through pitstop and the invalidation that follows every write, end to end.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <simdjson.h>
+
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <future>
+#include <set>
+#include <thread>
+
+#include "tests/support/support.hpp"
+
+using namespace std::chrono_literals;
+using namespace pitstop::test;
+
+namespace {
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+std::string unique_site() {
+  static int n = 0;
+  return "writetest-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+std::string year() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return std::to_string(tm.tm_year + 1900);
+}
+
+RawClient::Response call(std::uint16_t port, const std::string& method, const std::string& target, const std::string& auth,
+                         const std::string& body = {}) {
+  auto r = http_request(port, method, target, {auth, "Content-Type: application/json"}, 20s, body);
+  if (!r) throw std::runtime_error("no answer to " + method + " " + target);
+  return *r;
+}
+
+std::string field(const std::string& body, std::initializer_list<const char*> path) {
+  simdjson::dom::parser p;
+  simdjson::dom::element e;
+  if (p.parse(body).get(e)) return "<not json>";
+  for (const char* k : path)
+    if (e[k].get(e)) return "<missing>";
+  if (e.is_string()) return std::string(e.get_string().value_unsafe());
+  return simdjson::to_string(e);
+}
+
+std::string cache_status(const RawClient::Response& r) {
+  auto it = r.headers.find("cache-status");
+  return it == r.headers.end() ? "" : it->second;
+}
+
+// The service database, as the tests see it.
+std::string q(const std::string& sql) {
+  auto out = mariadb_sql(service_config().mariadb.primary, sql);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+const std::string kOrders = "/api/resource/Service%20Order";
+
+class Writes : public ::testing::Test {
+ protected:
+  Writes() : user_(service_config().mariadb.primary, "writes-" + std::to_string(::getpid()) + "@example.com") {}
+  std::string auth() const { return user_.token_header(); }
+
+  // A fresh customer with a vehicle, made around pitstop, so that tests don't share documents.
+  std::pair<std::string, std::string> customer_with_vehicle() {
+    static int n = 0;
+    const std::string c = "WT-C-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+    const std::string v = "WT-V-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+    q("INSERT INTO `tabCustomer` (name, customer_name) VALUES ('" + c + "', 'Writer " + c + "');"
+      "INSERT INTO `tabVehicle` (name, license_plate, customer) VALUES ('" + v + "', 'WT " + v + "', '" + c + "');");
+    return {c, v};
+  }
+
+  std::string order_body(const std::string& c, const std::string& v, const std::string& extra = "") {
+    return R"({"customer":")" + c + R"(","vehicle":")" + v + R"(","service_date":"2026-06-01","status":"Scheduled",)" +
+           R"("service_type":"Oil Change","estimated_cost":99.5)" + extra + "}";
+  }
+
+  ApiUser user_;
+};
+
+}  // namespace
+
+TEST_F(Writes, PostPutDeleteAsFrappeAnswersThem) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  auto [c, v] = customer_with_vehicle();
+  auto created = call(p.port(), "POST", kOrders, auth(),
+                      order_body(c, v, R"(,"items":[{"item_code":"ITEM-00001","qty":2,"rate":10.5},{"item_code":"ITEM-00002","qty":1,"rate":3}])"));
+  ASSERT_EQ(created.status, 200) << created.body;
+  const std::string name = field(created.body, {"data", "name"});
+  EXPECT_EQ(name.rfind("SO-" + year() + "-", 0), 0u) << name;
+  EXPECT_EQ(field(created.body, {"data", "doctype"}), "Service Order");
+  EXPECT_EQ(field(created.body, {"data", "owner"}), user_.name());
+  EXPECT_EQ(field(created.body, {"data", "modified_by"}), user_.name());
+  EXPECT_EQ(field(created.body, {"data", "estimated_cost"}), "99.5");
+  EXPECT_TRUE(has(created.body, "\"items\":[{")) << created.body;
+  EXPECT_TRUE(has(created.body, "\"parent\":\"" + name + "\"")) << created.body;
+  EXPECT_EQ(q("SELECT COUNT(*) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "2");
+  EXPECT_EQ(cache_status(created), "pitstop; fwd=method");
+
+  // PUT is partial: what it names changes, the rest stays, modified moves.
+  auto updated = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"In Progress"})");
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(field(updated.body, {"data", "status"}), "In Progress");
+  EXPECT_EQ(field(updated.body, {"data", "estimated_cost"}), "99.5");
+  EXPECT_NE(field(updated.body, {"data", "modified"}), field(created.body, {"data", "modified"}));
+  EXPECT_EQ(field(updated.body, {"data", "creation"}), field(created.body, {"data", "creation"}));
+  EXPECT_EQ(q("SELECT COUNT(*) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "2");
+  // Naming a child table replaces its rows.
+  auto items = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"items":[{"item_code":"ITEM-00003","qty":5,"rate":1}]})");
+  ASSERT_EQ(items.status, 200) << items.body;
+  EXPECT_EQ(q("SELECT GROUP_CONCAT(item_code) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "ITEM-00003");
+
+  auto read = call(p.port(), "GET", kOrders + "/" + name, auth());
+  EXPECT_EQ(read.status, 200);
+  EXPECT_EQ(field(read.body, {"data", "status"}), "In Progress");
+
+  auto deleted = call(p.port(), "DELETE", kOrders + "/" + name, auth());
+  EXPECT_EQ(deleted.status, 202);
+  EXPECT_EQ(deleted.body, "{\"data\":\"ok\"}");
+  EXPECT_EQ(call(p.port(), "GET", kOrders + "/" + name, auth()).status, 404);
+  EXPECT_EQ(q("SELECT COUNT(*) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "0");
+  EXPECT_EQ(call(p.port(), "DELETE", kOrders + "/" + name, auth()).status, 404);
+  EXPECT_EQ(call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"Completed"})").status, 404);
+}
+
+TEST_F(Writes, InvalidWritesAreRefusedAndWriteNothing) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}, {"PITSTOP_LIMITS_MAX_BODY_BYTES", "4096"}});
+  auto [c, v] = customer_with_vehicle();
+  // Other tests write at the same time: look only at what this customer could have gained.
+  auto state = [&, c = c] {
+    return q("SELECT COUNT(*) FROM `tabService Order` WHERE customer = '" + c + "'") + "/" +
+           q("SELECT COUNT(*) FROM `tabService Order Item` i JOIN `tabService Order` o ON o.name = i.parent WHERE o.customer = '" + c + "'") +
+           "/" + q("SELECT COUNT(*) FROM `pitstop_outbox` WHERE tags LIKE '%customer:" + c + "\"%'");
+  };
+  const std::string before = state();
+  struct Case {
+    std::string body;
+    unsigned status;
+    std::string exc_type;
+    std::string says;
+  };
+  const Case cases[] = {
+      {order_body(c, v, R"(,"bogus":1)"), 417, "ValidationError", "Unknown field bogus"},
+      {order_body(c, v, R"(,"estimated_cost":"lots")"), 417, "ValidationError", "estimated_cost"},
+      {order_body(c, v, R"(,"docstatus":"x")"), 417, "ValidationError", "whole number"},
+      {R"({"customer":")" + c + R"(","service_date":"2026-06-01"})", 417, "MandatoryError", "vehicle"},
+      {order_body(c, v, R"(,"service_date":"2026-02-30")"), 417, "ValidationError", "date"},
+      {order_body("NO-SUCH-CUSTOMER", v), 417, "LinkValidationError", "Could not find Customer: NO-SUCH-CUSTOMER"},
+      {order_body(c, v, R"(,"items":[{"item_code":"NO-ITEM","qty":1}])"), 417, "LinkValidationError", "Item"},
+      {order_body(c, v, R"(,"items":[{"qty":1}])"), 417, "MandatoryError", "item_code"},
+      {order_body(c, v, R"(,"items":[{"item_code":"ITEM-00001","oops":1}])"), 417, "ValidationError", "oops"},
+      {order_body(c, v, R"(,"items":"not a list")"), 417, "ValidationError", "items"},
+      {order_body(c, v, R"(,"description":")" + std::string(200, 'x') + R"(","status":")" + std::string(200, 'y') + "\""), 417,
+       "ValidationError", "longer than 140"},
+      {"{not json", 417, "ValidationError", "not valid JSON"},
+      {"[1,2,3]", 417, "ValidationError", "JSON object"},
+      {"", 417, "ValidationError", "not valid JSON"},
+      {R"({"doctype":"Customer"})", 417, "ValidationError", "doctype"},
+      {order_body(c, v, R"(,"description":")" + std::string(5000, 'x') + "\""), 413, "RequestEntityTooLarge", "larger than"},
+  };
+  for (const auto& k : cases) {
+    auto r = call(p.port(), "POST", kOrders, auth(), k.body);
+    EXPECT_EQ(r.status, k.status) << k.body.substr(0, 200) << " -> " << r.body;
+    EXPECT_EQ(field(r.body, {"exc_type"}), k.exc_type) << r.body;
+    EXPECT_TRUE(has(r.body, k.says)) << k.says << " not in " << r.body;
+  }
+  EXPECT_EQ(state(), before) << "a refused write left something behind";
+  // Nobody but a verified user writes.
+  auto anon = http_request(p.port(), "POST", kOrders, {"Content-Type: application/json"}, 10s, order_body(c, v));
+  ASSERT_TRUE(anon);
+  EXPECT_EQ(anon->status, 401);
+  EXPECT_EQ(state(), before);
+}
+
+TEST_F(Writes, OptimisticConcurrencyRefusesStaleUpdates) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  auto [c, v] = customer_with_vehicle();
+  auto created = call(p.port(), "POST", kOrders, auth(), order_body(c, v));
+  ASSERT_EQ(created.status, 200) << created.body;
+  const std::string name = field(created.body, {"data", "name"});
+  const std::string seen = field(created.body, {"data", "modified"});
+  auto first = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"In Progress","modified":")" + seen + "\"}");
+  ASSERT_EQ(first.status, 200) << first.body;
+  // Another client still holds the old version.
+  auto stale = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"Cancelled","modified":")" + seen + "\"}");
+  EXPECT_EQ(stale.status, 417);
+  EXPECT_EQ(field(stale.body, {"exc_type"}), "TimestampMismatchError");
+  EXPECT_EQ(q("SELECT status FROM `tabService Order` WHERE name = '" + name + "'"), "In Progress");
+  // Renames are not updates.
+  auto rename = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"name":"SO-OTHER"})");
+  EXPECT_EQ(rename.status, 417);
+  // A name that exists is a conflict.
+  auto dup = call(p.port(), "POST", "/api/resource/Customer", auth(), R"({"name":")" + c + R"(","customer_name":"again"})");
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_EQ(field(dup.body, {"exc_type"}), "DuplicateEntryError");
+  // What others link to cannot be deleted.
+  auto linked = call(p.port(), "DELETE", "/api/resource/Customer/" + c, auth());
+  EXPECT_EQ(linked.status, 417);
+  EXPECT_EQ(field(linked.body, {"exc_type"}), "LinkExistsError");
+}
+
+TEST_F(Writes, ConcurrentUpdatesOfOneDocumentApplyWhole) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  auto [c, v] = customer_with_vehicle();
+  auto created = call(p.port(), "POST", kOrders, auth(), order_body(c, v));
+  ASSERT_EQ(created.status, 200);
+  const std::string name = field(created.body, {"data", "name"});
+  std::vector<std::future<int>> results;
+  for (int i = 0; i < 24; ++i)
+    results.push_back(std::async(std::launch::async, [&, i] {
+      // Each update sets two fields to the same number: a half-applied one would mix them.
+      const std::string n = std::to_string(i);
+      return call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"description":"v)" + n + R"(","estimated_cost":)" + n + "}").status;
+    }));
+  for (auto& r : results) EXPECT_EQ(r.get(), 200);
+  auto row = q("SELECT description, estimated_cost FROM `tabService Order` WHERE name = '" + name + "'");
+  auto tab = row.find('\t');
+  ASSERT_NE(tab, std::string::npos);
+  EXPECT_EQ(row.substr(0, tab), "v" + std::to_string(std::stoi(row.substr(tab + 1))));
+}
+
+TEST_F(Writes, NamingSeriesHasNoDuplicatesAndNoGaps) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  auto [c, v] = customer_with_vehicle();
+  std::vector<std::future<RawClient::Response>> results;
+  for (int i = 0; i < 40; ++i)
+    results.push_back(std::async(std::launch::async, [&] { return call(p.port(), "POST", kOrders, auth(), order_body(c, v)); }));
+  std::set<long> numbers;
+  for (auto& f : results) {
+    auto r = f.get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    const std::string name = field(r.body, {"data", "name"});
+    numbers.insert(std::stol(name.substr(name.rfind('-') + 1)));
+  }
+  ASSERT_EQ(numbers.size(), 40u);
+  // Consecutive, unless another test's inserts took numbers in between: check against the rows.
+  const long first = *numbers.begin(), last = *numbers.rbegin();
+  const std::string prefix = "SO-" + year() + "-";
+  auto count = q("SELECT COUNT(*) FROM `tabService Order` WHERE name LIKE '" + prefix + "%' AND "
+                 "CAST(SUBSTRING(name, " + std::to_string(prefix.size() + 1) + ") AS UNSIGNED) BETWEEN " +
+                 std::to_string(first) + " AND " + std::to_string(last));
+  EXPECT_EQ(std::stol(count), last - first + 1) << "a gap in the series between " << first << " and " << last;
+}
+
+TEST_F(Writes, ReadYourWritesOnThisAndAnotherInstance) {
+  const std::string site = unique_site();
+  Pitstop a({{"PITSTOP_SITE", site}});
+  Pitstop b({{"PITSTOP_SITE", site}});
+  auto [c, v] = customer_with_vehicle();
+  const std::string summary = "/api/method/universal_workshop.api.get_customer_summary?customer=" + c;
+  const std::string doc = "/api/resource/Customer/" + c;
+  for (auto* p : {&a, &b}) {
+    call(p->port(), "GET", summary, auth());
+    call(p->port(), "GET", doc, auth());
+    EXPECT_TRUE(has(cache_status(call(p->port(), "GET", summary, auth())), "hit"));
+    EXPECT_TRUE(has(cache_status(call(p->port(), "GET", doc, auth())), "hit"));
+  }
+  auto renamed = call(a.port(), "PUT", "/api/resource/Customer/" + c, auth(), R"({"customer_name":"Renamed"})");
+  ASSERT_EQ(renamed.status, 200) << renamed.body;
+  for (auto* p : {&a, &b}) {
+    auto s = call(p->port(), "GET", summary, auth());
+    EXPECT_EQ(field(s.body, {"message", "customer", "customer_name"}), "Renamed") << cache_status(s);
+    auto d = call(p->port(), "GET", doc, auth());
+    EXPECT_EQ(field(d.body, {"data", "customer_name"}), "Renamed") << cache_status(d);
+  }
+  // A new order moves the summary's counts, on both instances.
+  auto order = call(b.port(), "POST", kOrders, auth(), order_body(c, v));
+  ASSERT_EQ(order.status, 200);
+  for (auto* p : {&a, &b}) EXPECT_EQ(field(call(p->port(), "GET", summary, auth()).body, {"message", "total_orders"}), "1");
+  // Moving the order to another customer invalidates both customers' answers.
+  auto [c2, v2] = customer_with_vehicle();
+  const std::string summary2 = "/api/method/universal_workshop.api.get_customer_summary?customer=" + c2;
+  EXPECT_EQ(field(call(a.port(), "GET", summary2, auth()).body, {"message", "total_orders"}), "0");
+  auto moved = call(a.port(), "PUT", kOrders + "/" + field(order.body, {"data", "name"}), auth(),
+                    R"({"customer":")" + c2 + R"(","vehicle":")" + v2 + "\"}");
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  for (auto* p : {&a, &b}) {
+    EXPECT_EQ(field(call(p->port(), "GET", summary, auth()).body, {"message", "total_orders"}), "0");
+    EXPECT_EQ(field(call(p->port(), "GET", summary2, auth()).body, {"message", "total_orders"}), "1");
+  }
+}
+
+TEST_F(Writes, ChangesAroundPitstopAreSeenWithinARelayInterval) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  auto [c, v] = customer_with_vehicle();
+  const std::string doc = "/api/resource/Customer/" + c;
+  call(p.port(), "GET", doc, auth());
+  ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "hit"));
+  q("UPDATE `tabCustomer` SET customer_name = 'Changed in the desk' WHERE name = '" + c + "'");
+  const auto started = std::chrono::steady_clock::now();
+  std::string name;
+  while (std::chrono::steady_clock::now() - started < 5s) {
+    name = field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
+    if (name == "Changed in the desk") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(name, "Changed in the desk");
+  // One relay interval (250 ms) plus a margin.
+  EXPECT_LT(took, 1250ms) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  // Deletes too: the document is gone from the answers.
+  q("DELETE FROM `tabVehicle` WHERE name = '" + v + "'; DELETE FROM `tabCustomer` WHERE name = '" + c + "'");
+  int status = 0;
+  for (int i = 0; i < 100 && status != 404; ++i) {
+    status = call(p.port(), "GET", doc, auth()).status;
+    if (status != 404) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(status, 404);
+}
+
+TEST_F(Writes, EventsArePublishedAndStreamedInTheDocumentedFormat) {
+  const std::string site = unique_site();
+  Pitstop p({{"PITSTOP_SITE", site}});
+  auto [c, v] = customer_with_vehicle();
+  auto r = call(p.port(), "PUT", "/api/resource/Customer/" + c, auth(), R"({"territory":"North"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto queue = service_config().redis_queue;
+  Process cli({"redis-cli", "-h", queue.host, "-p", std::to_string(queue.port), "--raw", "XREVRANGE",
+               "pitstop:" + site + ":invalidations:stream", "+", "-", "COUNT", "1"});
+  ASSERT_TRUE(cli.wait(10s));
+  const std::string out = cli.log();
+  auto brace = out.find('{');
+  ASSERT_NE(brace, std::string::npos) << out;
+  const std::string json = out.substr(brace, out.rfind('}') - brace + 1);
+  EXPECT_EQ(field(json, {"source"}), "pitstop");
+  EXPECT_EQ(field(json, {"site"}), site);
+  EXPECT_EQ(field(json, {"id"}).rfind("outbox:", 0), 0u) << json;
+  EXPECT_TRUE(has(json, "\"customer:" + c + "\"")) << json;
+  EXPECT_TRUE(has(json, "\"doc:Customer/" + c + "\"")) << json;
+  EXPECT_TRUE(has(json, "\"doctype:Customer\"")) << json;
+  EXPECT_EQ(field(json, {"time"}).back(), 'Z');
+  // Its outbox row is done.
+  const std::string id = field(json, {"id"}).substr(7);
+  EXPECT_EQ(q("SELECT done FROM `pitstop_outbox` WHERE id = " + id), "1");
+}
+
+TEST_F(Writes, RedisDownDuringAWriteLeavesTheOutboxToTheRelay) {
+  RedisServer cache(true);
+  const std::string site = unique_site();
+  auto p = std::make_unique<Pitstop>(std::map<std::string, std::string>{{"PITSTOP_SITE", site}, {"PITSTOP_REDIS_CACHE_URL", cache.url()}});
+  auto [c, v] = customer_with_vehicle();
+  const std::string doc = "/api/resource/Customer/" + c;
+  ASSERT_TRUE(has(cache_status(call(p->port(), "GET", doc, auth())), "stored"));
+  cache.stop();
+  auto r = call(p->port(), "PUT", doc, auth(), R"({"customer_name":"Written while Redis was down"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto pending = q("SELECT COUNT(*) FROM `pitstop_outbox` WHERE done = 0 AND source = 'pitstop' AND tags LIKE '%\"doc:Customer/" + c + "\"%'");
+  EXPECT_EQ(pending, "1");
+  // This instance never answers from what it knows may be stale.
+  EXPECT_EQ(field(call(p->port(), "GET", doc, auth()).body, {"data", "customer_name"}), "Written while Redis was down");
+  cache.start();
+  std::string done;
+  for (int i = 0; i < 200 && done != "0"; ++i) {
+    std::this_thread::sleep_for(50ms);
+    done = q("SELECT COUNT(*) FROM `pitstop_outbox` WHERE done = 0 AND source = 'pitstop' AND tags LIKE '%\"doc:Customer/" + c + "\"%'");
+  }
+  EXPECT_EQ(done, "0");
+  // A new instance reading from the same Redis sees the new value.
+  Pitstop other({{"PITSTOP_SITE", site}, {"PITSTOP_REDIS_CACHE_URL", cache.url()}});
+  EXPECT_EQ(field(call(other.port(), "GET", doc, auth()).body, {"data", "customer_name"}), "Written while Redis was down");
+}
+
+TEST_F(Writes, AKilledInstanceLeavesNothingStaleAfterRestart) {
+  RedisServer cache(true);
+  const std::string site = unique_site();
+  std::map<std::string, std::string> env{{"PITSTOP_SITE", site}, {"PITSTOP_REDIS_CACHE_URL", cache.url()}};
+  auto p = std::make_unique<Pitstop>(env);
+  auto [c, v] = customer_with_vehicle();
+  const std::string doc = "/api/resource/Customer/" + c;
+  auto cached = call(p->port(), "GET", doc, auth());
+  ASSERT_TRUE(has(cache_status(cached), "stored"));
+  // Commit with Redis unreachable, then die before anything could deliver the invalidation: the
+  // old answer is still in Redis and only the outbox knows.
+  cache.stop();
+  ASSERT_EQ(call(p->port(), "PUT", doc, auth(), R"({"customer_name":"After the crash"})").status, 200);
+  p->process().signal(SIGKILL);
+  p->process().wait(10s);
+  cache.start();
+  p = std::make_unique<Pitstop>(env);
+  // Ready means the relay has caught up: the stale answer is gone.
+  auto r = call(p->port(), "GET", doc, auth());
+  EXPECT_EQ(field(r.body, {"data", "customer_name"}), "After the crash") << cache_status(r);
+  EXPECT_EQ(q("SELECT COUNT(*) FROM `pitstop_outbox` WHERE done = 0 AND source = 'pitstop' AND tags LIKE '%\"doc:Customer/" + c + "\"%'"), "0");
+}
+
+TEST_F(Writes, TheErpsOwnDocumentCacheIsDroppedToo) {
+  RedisServer erp;
+  Pitstop p({{"PITSTOP_SITE", unique_site()}, {"PITSTOP_ERP_REDIS_CACHE_URL", erp.url()}, {"PITSTOP_ERP_DB_NAME", "_erpdb"}});
+  auto [c, v] = customer_with_vehicle();
+  const std::string key = "_erpdb|document_cache::Customer::" + c;
+  Process set({"redis-cli", "-p", std::to_string(erp.port()), "SET", key, "old copy"});
+  set.wait(10s);
+  ASSERT_EQ(call(p.port(), "PUT", "/api/resource/Customer/" + c, auth(), R"({"territory":"South"})").status, 200);
+  Process exists({"redis-cli", "-p", std::to_string(erp.port()), "EXISTS", key});
+  exists.wait(10s);
+  EXPECT_TRUE(has(exists.log(), "0")) << exists.log();
+}
+
+TEST(Triggers, TheCommittedFileMatchesTheRules) {
+  Process gen({(binary_dir() / "pitstop").string(), "--config", (source_dir() / "config/pitstop.json").string(), "--print-triggers"});
+  ASSERT_TRUE(gen.wait(10s));
+  std::ifstream in(source_dir() / "sql/triggers.sql");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(gen.log(), ss.str()) << "sql/triggers.sql is out of date: run build/pitstop --print-triggers > sql/triggers.sql";
+}
