@@ -98,5 +98,5 @@ TEST(Deploy, ComposeFileIsValid) {
     EXPECT_NE(out.find(service), std::string::npos) << service;
   EXPECT_NE(out.find("PITSTOP_MARIADB_PRIMARY"), std::string::npos);
   EXPECT_NE(out.find("redis-cache.conf"), std::string::npos);
-  EXPECT_NE(out.find("schema.sql"), std::string::npos);
+  for (const char* f : {"schema.sql", "indexes.sql", "outbox.sql", "triggers.sql"}) EXPECT_NE(out.find(f), std::string::npos) << f;
 }

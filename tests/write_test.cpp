@@ -64,7 +64,9 @@ const std::string kOrders = "/api/resource/Service%20Order";
 
 class Writes : public ::testing::Test {
  protected:
-  Writes() : user_(service_config().mariadb.primary, "writes-" + std::to_string(::getpid()) + "@example.com") {}
+  Writes()
+      : user_(service_config().mariadb.primary, "writes-" + std::to_string(::getpid()) + "@example.com",
+              {"Workshop Manager", "All"}) {}
   std::string auth() const { return user_.token_header(); }
 
   // A fresh customer with a vehicle, made around pitstop, so that tests don't share documents.

@@ -39,6 +39,10 @@ Shared::Shared(const config::Config& c)
   // Until the outbox relay has delivered what a previous run left undelivered (the process died
   // after a commit), Redis may hold answers that a committed write made stale.
   l2_suspect_since.store(std::chrono::steady_clock::now().time_since_epoch().count());
+  for (const auto& p : c.limiting.trusted_proxies) {
+    std::string why;
+    if (!trusted_proxies.add(p, why)) throw config::ConfigError(c.source + ": $.limiting.trusted_proxies: " + why);
+  }
 }
 
 void Shared::l2_failed() {

@@ -97,6 +97,8 @@ asio::awaitable<http::Response> readiness(Worker& w) {
   if (!relay) out.member("error", "the outbox relay has not caught up: Redis entries are not used");
   out.end_object();
   all_ok = all_ok && events && relay;
+  // Which limiter decided last: "shared" (Redis), "local" (Redis unreachable) or "closed".
+  out.key("rate_limits").begin_object().member("ok", true).member("mode", w.limiter().mode()).end_object();
   out.end_object();
   out.member("status", all_ok ? "ready" : (w.draining() ? "draining" : "unavailable"));
   out.end_object();

@@ -60,7 +60,62 @@ origin::ListRequest list_request(const rules::Values& query) {
   return l;
 }
 
+std::string method_class(http::Method m) {
+  switch (m) {
+    case http::Method::post: return "post";
+    case http::Method::put:
+    case http::Method::patch: return "put";
+    case http::Method::delete_: return "delete";
+    default: return "get";
+  }
+}
+
+// The class's quota, the rule's own if it has one, else the most generous of the user's roles'.
+limits::Policy policy_for(const config::Config& cfg, const rules::Rule& rule, const auth::Identity& id, const std::string& cls) {
+  config::RateLimit q = cfg.rate_limits.at(cls);
+  if (rule.rate_limit) {
+    q = *rule.rate_limit;
+  } else {
+    for (const auto& role : id.roles) {
+      auto r = cfg.limiting.roles.find(role);
+      if (r == cfg.limiting.roles.end()) continue;
+      auto c = r->second.find(cls);
+      if (c == r->second.end()) continue;
+      const double mine = static_cast<double>(c->second.limit) / static_cast<double>(c->second.window.count());
+      const double best = static_cast<double>(q.limit) / static_cast<double>(q.window.count());
+      if (mine > best || (mine == best && c->second.burst > q.burst)) q = c->second;
+    }
+  }
+  return limits::Policy{cls, q.limit, q.window.count(), q.burst};
+}
+
+std::string client_address(Shared& shared, const http::Request& req) {
+  return shared.trusted_proxies.client(req.peer().address(), req.header("X-Forwarded-For"));
+}
+
+bool any_role(const auth::Identity& id, const std::vector<std::string>& roles) {
+  for (const auto& r : roles)
+    if (id.has_role(r)) return true;
+  return false;
+}
+
 }  // namespace
+
+std::optional<std::string> Router::permission_denied(const rules::Rule& rule, const rules::Values& captures,
+                                                     const auth::Identity& id) const {
+  if (!rule.roles.empty() && !any_role(id, rule.roles)) return std::string("Not permitted: this needs the role ") + rule.roles.front();
+  const std::string* dt = captures.find("doctype");
+  if (!dt) return std::nullopt;
+  const rules::Doctype* d = worker_.shared().rules->doctype(*dt);
+  if (!d) return std::nullopt;
+  const char* action = "read";
+  if (rule.origin == rules::Origin::resource_insert) action = "create";
+  else if (rule.origin == rules::Origin::resource_update) action = "write";
+  else if (rule.origin == rules::Origin::resource_delete) action = "delete";
+  const auto* allowed = d->allowed(action);
+  if (allowed && !any_role(id, *allowed)) return "Insufficient Permission for " + d->name;
+  return std::nullopt;
+}
 
 std::chrono::milliseconds Router::cfg_origin_timeout() const { return worker_.config().timeouts.origin; }
 
@@ -122,12 +177,47 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
     co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");
   }
 
-  if (rules::is_write(rule->origin)) co_return co_await write(*rule, job.captures, *identity, req);
-
+  // The limit: before any cache or origin work, so that a refusal costs neither.
+  std::optional<limits::Policy> policy;
+  limits::Decision decision;
   const auto& cfg = worker_.config();
-  job.key = rules::cache_key(cfg.site, *rule, job.captures, job.params, canonical, identity->user);
-  job.category = &cfg.cache.categories.at(rule->category);
-  co_return co_await serve(std::move(job), req);
+  if (cfg.limiting.enabled) {
+    policy = policy_for(cfg, *rule, *identity, method_class(req.method()));
+    std::string bucket = identity->is_guest() ? "ip:" + client_address(worker_.shared(), req) : "user:" + identity->user;
+    if (rule->rate_limit) bucket += ":rule:" + rule->name;
+    decision = co_await worker_.limiter().check(bucket, *policy);
+    if (!decision.allowed) {
+      if (decision.source == limits::Decision::Source::closed) {
+        auto r = refused(503, "ServiceUnavailable", "Rate limits cannot be checked (Redis unreachable) and limiting.fail_mode is closed");
+        r.set_header("Retry-After", "1");
+        co_return r;
+      }
+      auto r = refused(429, "TooManyRequestsError",
+                       "Too many requests: the limit of " + policy->name + " requests is " + std::to_string(policy->limit) + " per " +
+                           std::to_string(policy->window_s) + " s; retry in " + std::to_string(decision.retry_after_s) + " s");
+      r.set_header("Retry-After", std::to_string(decision.retry_after_s));
+      r.set_header("RateLimit-Policy", limits::policy_field(*policy));
+      r.set_header("RateLimit", limits::limit_field(*policy, decision));
+      co_return r;
+    }
+  }
+  // Roles: the rule's, and for resources the doctype's permission for the action.
+  if (auto denied = permission_denied(*rule, job.captures, *identity)) co_return refused(403, "PermissionError", *denied);
+
+  http::Response response;
+  if (rules::is_write(rule->origin)) {
+    response = co_await write(*rule, job.captures, *identity, req);
+  } else {
+    job.key = rules::cache_key(cfg.site, *rule, job.captures, job.params, canonical, identity->user);
+    job.category = &cfg.cache.categories.at(rule->category);
+    response = co_await serve(std::move(job), req);
+  }
+  // The limit's fields go on the answer, never into a cached entry.
+  if (policy) {
+    response.set_header("RateLimit-Policy", limits::policy_field(*policy));
+    response.set_header("RateLimit", limits::limit_field(*policy, decision));
+  }
+  co_return response;
 }
 
 asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request& req) {

@@ -9,6 +9,7 @@
 
 #include "proxy/cache/cache.hpp"
 #include "proxy/invalidation/invalidation.hpp"
+#include "proxy/limits/limits.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/origin/origin.hpp"
 #include "proxy/rules/rules.hpp"
@@ -24,6 +25,8 @@ struct Shared {
   cache::L1 l1;
   cache::Flights flights;
   invalidation::Log invalidations;
+  limits::LocalLimiter local_limiter;
+  limits::TrustedProxies trusted_proxies;
   // L1 is used only while this instance hears invalidation events: without them it could keep
   // answers that a write on another instance made stale.
   std::atomic<bool> l1_live{false};

@@ -53,6 +53,8 @@ Worker::Worker(Shared& shared, int index)
                                                   : std::make_unique<redis::Client>(ioc_, shared.cfg.erp.redis_cache, "erp")),
       invalidator_(store_, queue_, erp_.get(),
                    invalidation::Settings{shared.cfg.site, shared.cfg.invalidation.stream_max_len, shared.cfg.erp.db_name}),
+      limiter_(queue_, shared.local_limiter,
+               limits::Settings{shared.cfg.site, shared.cfg.limiting.fail_closed, shared.cfg.limiting.local_shortcut}),
       router_(*this),
       listener_(ioc_, http_settings(shared.cfg), router_) {
   if (index_ == 0) {

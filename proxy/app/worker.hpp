@@ -14,6 +14,7 @@
 #include "proxy/db/db.hpp"
 #include "proxy/http/http.hpp"
 #include "proxy/invalidation/invalidation.hpp"
+#include "proxy/limits/limits.hpp"
 #include "proxy/origin/origin.hpp"
 #include "proxy/redis/client.hpp"
 
@@ -48,6 +49,9 @@ class Router : public http::Handler {
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req);
   std::chrono::milliseconds cfg_origin_timeout() const;
+  // Why the identity may not do this (403), or nothing.
+  std::optional<std::string> permission_denied(const rules::Rule& rule, const rules::Values& captures,
+                                               const auth::Identity& id) const;
 
   Worker& worker_;
 };
@@ -66,6 +70,7 @@ class Worker {
   auth::Verifier& verifier() { return verifier_; }
   cache::Store& store() { return store_; }
   invalidation::Invalidator& invalidator() { return invalidator_; }
+  limits::Limiter& limiter() { return limiter_; }
   http::Listener& listener() { return listener_; }
   bool draining() const { return draining_; }
 
@@ -99,6 +104,7 @@ class Worker {
   cache::Store store_;
   std::unique_ptr<redis::Client> erp_;
   invalidation::Invalidator invalidator_;
+  limits::Limiter limiter_;
   // Worker 0 only: the subscriber that keeps L1 honest and the outbox relay.
   std::unique_ptr<redis::Client> events_;
   std::unique_ptr<invalidation::Relay> relay_;

@@ -321,6 +321,31 @@ const std::vector<Field>& schema() {
       f.push_back(num(base + "burst", 0, 1LL << 40, "requests allowed at once on top of the steady rate",
                       [name](Config& c, std::int64_t v) { c.rate_limits[name].burst = v; }));
     }
+    f.push_back({split_path("limiting.enabled"), Type::boolean, 0, 0, "hold every client to its rate limit",
+                 [](Config& c, const Scalar& v, const std::string&) { c.limiting.enabled = v.b; }});
+    f.push_back(str("limiting.fail_mode", "with Redis unreachable: \"local\" (each instance limits alone, same quotas) or \"closed\" (refuse with 503)",
+                    [](Config& c, const std::string& v) {
+                      if (v != "local" && v != "closed") throw std::invalid_argument("expected \"local\" or \"closed\"");
+                      c.limiting.fail_closed = v == "closed";
+                    }));
+    f.push_back({split_path("limiting.local_shortcut"), Type::boolean, 0, 0,
+                 "refuse a client already known to be over its limit without asking Redis until its retry time",
+                 [](Config& c, const Scalar& v, const std::string&) { c.limiting.local_shortcut = v.b; }});
+    f.push_back({split_path("limiting.trusted_proxies"), Type::string_list, 0, 1000,
+                 "addresses or networks (10.0.0.0/8) of proxies whose X-Forwarded-For is believed (environment: comma-separated)",
+                 [](Config& c, const Scalar& v, const std::string&) { c.limiting.trusted_proxies = v.list; }});
+    for (const char* cls : {"get", "post", "put", "delete"}) {
+      std::string name = cls;
+      auto role_field = [&](const char* leaf, std::int64_t min, std::int64_t max, std::string help,
+                            std::function<void(RateLimit&, std::int64_t)> set) {
+        f.push_back({{"limiting", "roles", "*", cls, leaf}, Type::integer, min, max, std::move(help),
+                     [name, set](Config& c, const Scalar& v, const std::string& role) { set(c.limiting.roles[role][name], v.i); }});
+      };
+      role_field("limit", 1, 1LL << 40, std::string("a role's quota of class ") + cls + " (the most generous of a user's roles applies)",
+                 [](RateLimit& r, std::int64_t v) { r.limit = v; });
+      role_field("window_s", 1, 24 * 3600, "that quota's window (s)", [](RateLimit& r, std::int64_t v) { r.window = seconds(v); });
+      role_field("burst", 0, 1LL << 40, "that quota's burst", [](RateLimit& r, std::int64_t v) { r.burst = v; });
+    }
     f.push_back(str("rules", "rules file (relative paths: from the config file's directory)",
                     [](Config& c, const std::string& v) {
                       if (v.empty()) throw std::invalid_argument("must not be empty");
@@ -503,9 +528,11 @@ Node* ensure_path(Node& root, const std::vector<std::string>& path, const std::s
   return cur;
 }
 
+// The keys present under each map of the schema ("cache.categories" -> its category names).
+using WildcardKeys = std::map<std::string, std::set<std::string>>;
+
 // The concrete (wildcards expanded) leaf paths that environment variables can set.
-std::vector<std::pair<const Field*, std::vector<std::string>>> concrete_fields(
-    const std::set<std::string>& category_names) {
+std::vector<std::pair<const Field*, std::vector<std::string>>> concrete_fields(const WildcardKeys& keys) {
   std::vector<std::pair<const Field*, std::vector<std::string>>> out;
   for (const auto& f : schema()) {
     auto star = std::find(f.path.begin(), f.path.end(), "*");
@@ -513,11 +540,29 @@ std::vector<std::pair<const Field*, std::vector<std::string>>> concrete_fields(
       out.emplace_back(&f, f.path);
       continue;
     }
-    for (const auto& name : category_names) {
+    std::string prefix;
+    for (auto it = f.path.begin(); it != star; ++it) prefix += (prefix.empty() ? "" : ".") + *it;
+    auto names = keys.find(prefix);
+    if (names == keys.end()) continue;
+    for (const auto& name : names->second) {
       auto p = f.path;
       p[static_cast<std::size_t>(star - f.path.begin())] = name;
       out.emplace_back(&f, p);
     }
+  }
+  return out;
+}
+
+WildcardKeys wildcard_keys(const Node& root) {
+  WildcardKeys out;
+  for (const char* map : {"cache.categories", "limiting.roles"}) {
+    const Node* n = &root;
+    for (const auto& seg : split_path(map)) {
+      n = n ? n->find(seg) : nullptr;
+    }
+    auto& set = out[map];
+    if (n)
+      for (const auto& [name, _] : n->members) set.insert(name);
   }
   return out;
 }
@@ -532,12 +577,8 @@ void apply_env(Node& root, const char* const* env, std::vector<std::string>& war
     vars.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
   }
   if (vars.empty()) return;
-  std::set<std::string> categories;
-  if (const Node* cache = root.find("cache"))
-    if (const Node* cats = cache->find("categories"))
-      for (const auto& [name, _] : cats->members) categories.insert(name);
   std::set<std::string> used;
-  for (const auto& [field, path] : concrete_fields(categories)) {
+  for (const auto& [field, path] : concrete_fields(wildcard_keys(root))) {
     std::string name = to_env_name(path);
     auto it = vars.find(name);
     if (it == vars.end()) continue;
@@ -619,6 +660,18 @@ void validate(const Config& c) {
     if (it == c.rate_limits.end() || it->second.limit <= 0)
       fail(src, std::string("$.rate_limits.") + cls + ".limit", "is required (requests per window)");
   }
+  for (const auto& [role, classes] : c.limiting.roles)
+    for (const auto& [cls, rl] : classes)
+      if (rl.limit <= 0)
+        fail(src, "$.limiting.roles." + role + "." + cls + ".limit", "is required when the role overrides class " + cls);
+  for (const auto& p : c.limiting.trusted_proxies) {
+    // Checked like the limiter will read it: an address, or a network with a prefix length.
+    auto slash = p.find('/');
+    std::string addr = p.substr(0, slash);
+    bool ok = !addr.empty() && addr.find_first_not_of("0123456789abcdefABCDEF.:") == std::string::npos;
+    if (slash != std::string::npos) ok = ok && slash + 1 < p.size() && p.find_first_not_of("0123456789", slash + 1) == std::string::npos;
+    if (!ok) fail(src, "$.limiting.trusted_proxies", "\"" + p + "\" is not an IP address or network such as 10.0.0.0/8");
+  }
 }
 
 std::string read_file(const std::string& path) {
@@ -663,10 +716,11 @@ Config load(const std::string& path, const char* const* env) {
 }
 
 std::vector<EnvVar> env_variables(const Config& cfg) {
-  std::set<std::string> categories;
-  for (const auto& [name, _] : cfg.cache.categories) categories.insert(name);
+  WildcardKeys keys;
+  for (const auto& [name, _] : cfg.cache.categories) keys["cache.categories"].insert(name);
+  for (const auto& [name, _] : cfg.limiting.roles) keys["limiting.roles"].insert(name);
   std::vector<EnvVar> out;
-  for (const auto& [field, path] : concrete_fields(categories))
+  for (const auto& [field, path] : concrete_fields(keys))
     out.push_back({to_env_name(path), to_json_path(path), type_text(field->type), field->help});
   return out;
 }

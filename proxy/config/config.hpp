@@ -113,6 +113,15 @@ struct RateLimit {
   std::int64_t burst = 0;  // extra requests allowed at once
 };
 
+struct Limiting {
+  bool enabled = true;
+  bool fail_closed = false;
+  bool local_shortcut = true;
+  std::vector<std::string> trusted_proxies;
+  // Role -> method class -> quota, for roles that need more (integrations, load tests).
+  std::map<std::string, std::map<std::string, RateLimit>> roles;
+};
+
 struct Config {
   std::string source;  // the file this was loaded from
   HostPort listen{"0.0.0.0", 8080};
@@ -129,6 +138,7 @@ struct Config {
   Invalidation invalidation;
   Erp erp;
   std::map<std::string, RateLimit> rate_limits;  // get, post, put, delete
+  Limiting limiting;
   std::string rules_file = "rules/workshop.json";
   // Non-fatal findings while loading (e.g. an unknown PITSTOP_* variable), logged at start-up.
   std::vector<std::string> warnings;

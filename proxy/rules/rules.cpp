@@ -281,7 +281,7 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       if (name.empty() || name.size() > 61 || name.find('`') != std::string::npos)
         L.fail(where, "a doctype name is 1..61 characters without backticks");
       auto obj = L.object_at(field.value, where);
-      L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links"});
+      L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links", "permissions"});
       Doctype d;
       d.name = name;
       d.table = "tab" + name;
@@ -305,6 +305,12 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
         else L.fail(where + ".naming", "expected \"hash\", \"prompt\", \"field:<field>\" or \"series:<PREFIX-.YYYY.-.#####>\"");
       }
       if (auto m = obj["mandatory"]; !m.error()) d.mandatory = L.strings_at(m.value_unsafe(), where + ".mandatory");
+      if (auto pm = obj["permissions"]; !pm.error()) {
+        auto perms = L.object_at(pm.value_unsafe(), where + ".permissions");
+        L.check_keys(perms, where + ".permissions", {"read", "create", "write", "delete"});
+        for (auto perm : perms)
+          d.permissions[std::string(perm.key)] = L.strings_at(perm.value, where + ".permissions." + std::string(perm.key));
+      }
       if (auto l = obj["links"]; !l.error()) {
         auto links = L.object_at(l.value_unsafe(), where + ".links");
         for (auto link : links)
@@ -348,7 +354,8 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
     if (auto n = obj["name"]; !n.error()) r.name = L.string_at(n.value_unsafe(), where + ".name");
     if (r.name.empty() || !valid_capture_name(r.name)) L.fail(where + ".name", "each rule needs a \"name\" of a-z, 0-9 and _");
     where += " (" + r.name + ")";
-    L.check_keys(obj, where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest"});
+    L.check_keys(obj, where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest", "roles",
+                              "rate_limit"});
     if (!names.insert(r.name).second) L.fail(where + ".name", "another rule has this name; names must be unique");
 
     std::string method = "GET";
@@ -426,6 +433,25 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
     else if (scope == "user") r.scope = Scope::user;
     else L.fail(where + ".scope", "expected \"shared\" or \"user\" (got \"" + scope + "\")");
 
+    if (auto ro = obj["roles"]; !ro.error()) r.roles = L.strings_at(ro.value_unsafe(), where + ".roles");
+    if (auto rl = obj["rate_limit"]; !rl.error()) {
+      auto o = L.object_at(rl.value_unsafe(), where + ".rate_limit");
+      L.check_keys(o, where + ".rate_limit", {"limit", "window_s", "burst"});
+      config::RateLimit q;
+      auto number = [&](const char* k, std::int64_t min, std::int64_t max, std::int64_t fallback) {
+        auto e = o[k];
+        if (e.error()) return fallback;
+        std::int64_t v;
+        if (e.get(v) || v < min || v > max)
+          L.fail(where + ".rate_limit." + k, "expected an integer " + std::to_string(min) + ".." + std::to_string(max));
+        return v;
+      };
+      q.limit = number("limit", 1, 1LL << 40, 0);
+      if (q.limit == 0) L.fail(where + ".rate_limit.limit", "is required (requests per window)");
+      q.window = std::chrono::seconds(number("window_s", 1, 86400, 60));
+      q.burst = number("burst", 0, 1LL << 40, 0);
+      r.rate_limit = q;
+    }
     if (auto g = obj["allow_guest"]; !g.error()) {
       bool b;
       if (g.get(b)) L.fail(where + ".allow_guest", "expected true or false");

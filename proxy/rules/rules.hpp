@@ -76,6 +76,9 @@ struct Rule {
   std::vector<TagTemplate> tags;
   Origin origin = Origin::sql;
   std::string query;  // Origin::sql: the named query (sql/queries/<query>.sql)
+  std::vector<std::string> roles;  // any of these Frappe roles is required (none: any user)
+  // Its own quota (a bucket of its own per identity), instead of the method class's.
+  std::optional<config::RateLimit> rate_limit;
 };
 
 // How new documents are named, as Frappe's autoname: "series:SO-.YYYY.-.#####" (a naming
@@ -95,6 +98,12 @@ struct Doctype {
   Naming naming;
   std::vector<std::string> mandatory;               // fields a new document must have
   std::vector<std::pair<std::string, std::string>> links;  // Link field -> the doctype it names
+  // Roles allowed to read, create, write (update) and delete; an absent list allows any user.
+  std::map<std::string, std::vector<std::string>> permissions;
+  const std::vector<std::string>* allowed(std::string_view action) const {
+    auto it = permissions.find(std::string(action));
+    return it == permissions.end() ? nullptr : &it->second;
+  }
 };
 
 // The tags a changed row produces: doc:<DocType>/<name> (the parent's, for a child row),
