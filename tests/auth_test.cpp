@@ -138,7 +138,9 @@ class Verifier : public ::testing::Test {
     boost::system::result<auth::Identity, auth::Failure> out = auth::Failure{};
     test::run(ioc_, [](auth::Verifier& v, std::string a, std::string c,
                        boost::system::result<auth::Identity, auth::Failure>& o) -> asio::awaitable<void> {
-      o = co_await v.identify(a, c);
+      auto r = co_await v.identify(a, c);
+      if (r) o = **r;
+      else o = r.error();
     }(*verifier_, authorization, cookie, out));
     return out;
   }
@@ -228,7 +230,9 @@ TEST_F(Verifier, DatabaseOutageIsAServiceErrorNotAVerdict) {
   auth::Verifier v(dead, s);
   boost::system::result<auth::Identity, auth::Failure> out = auth::Failure{};
   test::run(ioc_, [](auth::Verifier& v, boost::system::result<auth::Identity, auth::Failure>& o) -> asio::awaitable<void> {
-    o = co_await v.identify("token k:s", "");
+    auto r = co_await v.identify("token k:s", "");
+    if (r) o = **r;
+    else o = r.error();
   }(v, out));
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().status, 503u);

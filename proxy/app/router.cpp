@@ -170,8 +170,10 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   }
 
   // Nothing cached is served before the identity is verified.
-  auto identity = co_await worker_.verifier().identify(req.header("Authorization"), req.header("Cookie"));
-  if (!identity) co_return refused(identity.error().status, identity.error().exc_type, identity.error().message);
+  auto identified = co_await worker_.verifier().identify(req.header(http::Request::Field::authorization),
+                                                        req.header(http::Request::Field::cookie));
+  if (!identified) co_return refused(identified.error().status, identified.error().exc_type, identified.error().message);
+  const auth::IdentityPtr identity = *identified;
   if (identity->is_guest() && !rule->allow_guest) {
     if (identity->session_expired) co_return refused(401, "SessionExpired", "Session expired");
     co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");

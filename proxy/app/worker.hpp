@@ -1,6 +1,7 @@
 #pragma once
 // One worker thread's world: its event loop, listener, Redis clients, MariaDB pool, identity
 // verifier and L2 store. Only `Shared` (rules, L1, single-flight) is shared with other workers.
+#include <boost/asio/detail/concurrency_hint.hpp>
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
@@ -96,7 +97,9 @@ class Worker {
  private:
   Shared& shared_;
   int index_;
-  boost::asio::io_context ioc_{1};
+  // Every I/O object of a worker lives on its thread: no locking in the reactor. Other threads
+  // only post (single-flight wake-ups, drain), which the scheduler still locks for.
+  boost::asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   redis::Client cache_;
   redis::Client queue_;
   db::Pool primary_;

@@ -2,8 +2,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 #include <algorithm>
+#include <cstring>
 #include <boost/throw_exception.hpp>
 #include <stdexcept>
 
@@ -57,6 +60,21 @@ std::optional<Credential> key_secret(std::string_view text) {
 
 }  // namespace
 
+std::string_view sid_cookie(std::string_view rest) {
+  while (!rest.empty()) {
+    auto semi = rest.find(';');
+    std::string_view pair = rest.substr(0, semi);
+    rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    if (pair.substr(0, 4) != "sid=") continue;
+    std::string_view sid = pair.substr(4);
+    while (!sid.empty() && sid.back() == ' ') sid.remove_suffix(1);
+    if (sid.size() >= 2 && sid.front() == '"' && sid.back() == '"') sid = sid.substr(1, sid.size() - 2);
+    return sid;
+  }
+  return {};
+}
+
 result<RequestCredentials, Failure> parse_credentials(std::string_view authorization, std::string_view cookie_header) {
   RequestCredentials out;
   if (!authorization.empty()) {
@@ -87,106 +105,118 @@ result<RequestCredentials, Failure> parse_credentials(std::string_view authoriza
       return unauthorized("Unsupported authorization type \"" + std::string(authorization.substr(0, space)) + "\"");
     }
   }
-  // Cookie: name=value; name2=value2
-  std::string_view rest = cookie_header;
-  while (!rest.empty()) {
-    auto semi = rest.find(';');
-    std::string_view pair = rest.substr(0, semi);
-    rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    auto eq = pair.find('=');
-    if (eq == std::string_view::npos || pair.substr(0, eq) != "sid") continue;
-    std::string_view sid = pair.substr(eq + 1);
-    while (!sid.empty() && sid.back() == ' ') sid.remove_suffix(1);
-    if (sid.size() >= 2 && sid.front() == '"' && sid.back() == '"') sid = sid.substr(1, sid.size() - 2);
-    if (sid.empty() || sid == "Guest") break;
+  const std::string_view sid = sid_cookie(cookie_header);
+  if (!sid.empty() && sid != "Guest") {
     if (sid.size() > kMaxCredential || !printable(sid)) return unauthorized("Invalid session cookie");
     out.session = Credential{Kind::session, std::string(sid), {}};
-    break;
   }
   return out;
 }
 
-Verifier::Verifier(db::Pool& pool, Settings settings) : pool_(pool), settings_(std::move(settings)) {
+Verifier::Verifier(db::Pool& pool, Settings settings)
+    : pool_(pool), settings_(std::move(settings)), mac_(nullptr, [](evp_mac_ctx_st* c) { EVP_MAC_CTX_free(c); }) {
   fernet_ = Fernet::from_key(settings_.encryption_key);
   RAND_bytes(hash_key_, sizeof hash_key_);
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "SIPHASH", nullptr);
+  if (mac) {
+    mac_.reset(EVP_MAC_CTX_new(mac));
+    EVP_MAC_free(mac);  // the context keeps its own reference
+  }
+  guest_ = std::make_shared<const Identity>();
 }
 
 void Verifier::clear_cache() {
   cache_.clear();
-  lru_.clear();
+  order_.clear();
 }
 
-std::string Verifier::cache_key(const Credential& c) const {
-  std::string material;
-  material.push_back(static_cast<char>('0' + static_cast<int>(c.kind)));
-  material += c.key;
-  material.push_back('\0');
-  material += c.secret;
-  unsigned char mac[32];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), hash_key_, sizeof hash_key_, reinterpret_cast<const unsigned char*>(material.data()), material.size(),
-       mac, &len);
-  OPENSSL_cleanse(material.data(), material.size());
-  return std::string(reinterpret_cast<const char*>(mac), len);
+Verifier::Key Verifier::key_of(std::string_view authorization, std::string_view sid) const {
+  unsigned char zero = 0;
+  unsigned char out[16] = {};
+  std::size_t len = 0;
+  std::size_t size = sizeof out;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size), OSSL_PARAM_END};
+  bool ok = mac_ && EVP_MAC_init(mac_.get(), hash_key_, sizeof hash_key_, params) == 1 &&
+            EVP_MAC_update(mac_.get(), reinterpret_cast<const unsigned char*>(authorization.data()), authorization.size()) == 1 &&
+            EVP_MAC_update(mac_.get(), &zero, 1) == 1 &&
+            EVP_MAC_update(mac_.get(), reinterpret_cast<const unsigned char*>(sid.data()), sid.size()) == 1 &&
+            EVP_MAC_final(mac_.get(), out, &len, sizeof out) == 1;
+  if (!ok) {
+    // Without SipHash (an OpenSSL built without it), the slower HMAC-SHA256.
+    std::string material(authorization);
+    material.push_back('\0');
+    material.append(sid);
+    unsigned char mac[32];
+    unsigned int hlen = 0;
+    HMAC(EVP_sha256(), hash_key_, sizeof hash_key_, reinterpret_cast<const unsigned char*>(material.data()), material.size(), mac, &hlen);
+    OPENSSL_cleanse(material.data(), material.size());
+    std::memcpy(out, mac, 16);
+  }
+  Key k;
+  std::memcpy(&k.a, out, 8);
+  std::memcpy(&k.b, out + 8, 8);
+  return k;
 }
 
-asio::awaitable<result<Identity, Failure>> Verifier::identify(std::string_view authorization, std::string_view cookie_header) {
+asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_view authorization, std::string_view cookie_header) {
+  const std::string_view sid = sid_cookie(cookie_header);
+  if (authorization.empty() && (sid.empty() || sid == "Guest")) co_return guest_;
+  const Key key = key_of(authorization, sid);
+  const auto now = std::chrono::steady_clock::now();
+  if (auto it = cache_.find(key); it != cache_.end() && it->second.expires > now) {
+    ++stats_.cache_hits;
+    if (it->second.identity) co_return it->second.identity;
+    co_return it->second.failure;
+  }
+  auto r = co_await resolve(authorization, cookie_header);
+  // Only answers from the database are remembered; an outage is not a verdict.
+  if (r || r.error().status == 401) {
+    auto [it, fresh] = cache_.try_emplace(key);
+    if (fresh) {
+      order_.push_back(key);
+      if (cache_.size() > settings_.cache_entries) {
+        cache_.erase(order_.front());
+        order_.pop_front();
+      }
+    }
+    if (r) {
+      it->second.identity = *r;
+      it->second.expires = now + settings_.identity_ttl;
+    } else {
+      it->second.identity = nullptr;
+      it->second.failure = r.error();
+      it->second.expires = now + settings_.failure_ttl;
+    }
+  }
+  co_return r;
+}
+
+asio::awaitable<result<IdentityPtr, Failure>> Verifier::resolve(std::string_view authorization, std::string_view cookie_header) {
   auto parsed = parse_credentials(authorization, cookie_header);
   if (!parsed) co_return parsed.error();
   auto creds = std::move(*parsed);
-  std::vector<const Credential*> order;
   // Frappe resumes the session first; an Authorization header only counts without one.
-  if (creds.session) order.push_back(&*creds.session);
-  if (creds.header) order.push_back(&*creds.header);
-  if (order.empty()) co_return Identity{};
-
   std::optional<Failure> last;
-  for (const Credential* c : order) {
-    const std::string key = cache_key(*c);
-    const auto now = std::chrono::steady_clock::now();
-    if (auto it = cache_.find(key); it != cache_.end()) {
-      if (it->second.expires > now) {
-        ++stats_.cache_hits;
-        lru_.splice(lru_.begin(), lru_, it->second.lru);
-        if (it->second.identity) co_return *it->second.identity;
-        last = it->second.failure;
-        continue;
-      }
-      lru_.erase(it->second.lru);
-      cache_.erase(it);
-    }
+  if (creds.session) {
     ++stats_.lookups;
-    auto r = co_await verify(*c);
-    // Only answers from the database are remembered; an outage is not a verdict.
-    if (r || r.error().status == 401) {
-      if (cache_.size() >= settings_.cache_entries && !lru_.empty()) {
-        cache_.erase(lru_.back());
-        lru_.pop_back();
-      }
-      lru_.push_front(key);
-      Cached entry;
-      entry.lru = lru_.begin();
-      if (r) {
-        entry.identity = *r;
-        entry.expires = now + settings_.identity_ttl;
-      } else {
-        entry.failure = r.error();
-        entry.expires = now + settings_.failure_ttl;
-      }
-      cache_.emplace(key, std::move(entry));
-    }
-    if (r) co_return *r;
+    auto r = co_await verify(*creds.session);
+    if (r) co_return std::make_shared<const Identity>(std::move(*r));
     if (r.error().status != 401) co_return r.error();
     last = r.error();
   }
-  // An expired or unknown session without a usable header: a guest, told why if it matters.
-  if (!creds.header && creds.session) {
-    Identity guest;
-    guest.session_expired = true;
-    co_return guest;
+  if (creds.header) {
+    ++stats_.lookups;
+    auto r = co_await verify(*creds.header);
+    if (r) co_return std::make_shared<const Identity>(std::move(*r));
+    co_return r.error();
   }
-  co_return *last;
+  if (creds.session) {
+    // An expired or unknown session without a usable header: a guest, told why if it matters.
+    auto guest = std::make_shared<Identity>();
+    guest->session_expired = true;
+    co_return IdentityPtr(std::move(guest));
+  }
+  co_return guest_;
 }
 
 asio::awaitable<result<std::vector<std::string>, Failure>> Verifier::roles_of(const std::string& user) {

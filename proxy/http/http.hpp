@@ -32,6 +32,9 @@ class Request {
   std::string_view query() const;   // after '?', "" when absent
   // First value of a header field, "" when absent. Names are case-insensitive.
   std::string_view header(std::string_view name) const;
+  // The same for the fields pitstop reads on every request, found without string compares.
+  enum class Field { authorization, cookie, if_none_match, x_forwarded_for, content_type };
+  std::string_view header(Field f) const;
   bool has_header(std::string_view name) const;
   std::string_view body() const;
   bool keep_alive() const;
@@ -46,7 +49,9 @@ class Request {
 struct Response {
   unsigned status = 200;
   std::string content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> headers;
+  // Further header lines, already formatted ("Name: value\r\n"): one buffer, not a string per
+  // name and value.
+  std::string headers;
   std::string body;
   // A body owned elsewhere (a cached entry), sent instead of `body` without copying it.
   std::shared_ptr<const std::string> shared_body;
@@ -54,7 +59,8 @@ struct Response {
 
   std::string_view body_view() const { return shared_body ? std::string_view(*shared_body) : std::string_view(body); }
 
-  void set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
+  // Adds a header line; CR and LF in the value become spaces, so a value can never end the line.
+  void set_header(std::string_view name, std::string_view value);
 };
 
 // Frappe's error shape: {"exc_type": …, "exception": …, "_server_messages": "[…]"}.

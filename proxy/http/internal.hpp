@@ -9,31 +9,37 @@
 
 namespace pitstop::http {
 
-// One client connection. Owned by a shared_ptr held by its coroutine and its deadline handler.
+// One client connection, owned by its coroutine. Its deadline is checked by the listener's
+// sweeper (a timer per connection would cost two timer-queue operations per read and write).
 struct Listener::Session {
-  Session(boost::asio::ip::tcp::socket s, boost::asio::io_context& ioc) : socket(std::move(s)), timer(ioc) {}
+  Session(boost::asio::ip::tcp::socket s, boost::asio::io_context&) : socket(std::move(s)) {}
   enum class State { idle, reading, handling, writing };
   boost::asio::ip::tcp::socket socket;
-  boost::asio::steady_timer timer;  // the deadline of the current read or write
   State state = State::idle;
   bool timed_out = false;
-  std::uint64_t op = 0;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::list<Listener::Session*>::iterator registry;
 };
 
 struct Listener::Impl : std::enable_shared_from_this<Listener::Impl> {
-  Impl(boost::asio::io_context& ioc, Settings s, Handler& h) : ioc(ioc), settings(s), handler(h), acceptor(ioc) {}
+  Impl(boost::asio::io_context& ioc, Settings s, Handler& h) : ioc(ioc), settings(s), handler(h), acceptor(ioc), sweeper(ioc) {}
   boost::asio::io_context& ioc;
   Settings settings;
   Handler& handler;
   boost::asio::ip::tcp::acceptor acceptor;
+  boost::asio::steady_timer sweeper;  // cancels the operations of sessions past their deadline
+  bool sweeping = false;
   std::list<Session*> sessions;
   bool draining = false;
   std::function<void()> on_drained;
   ListenerStats stats;
 
   void session_ended();
+  void sweep();
 };
+
+// How often deadlines are checked: a timeout fires at most this late.
+inline constexpr std::chrono::milliseconds kSweepInterval{20};
 
 boost::asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> listener,
                                          std::shared_ptr<Listener::Session> session);

@@ -48,6 +48,21 @@ std::string_view Request::header(std::string_view name) const {
   return it == m.end() ? std::string_view{} : sv(it->value());
 }
 
+std::string_view Request::header(Field f) const {
+  bhttp::field want = bhttp::field::authorization;
+  switch (f) {
+    case Field::authorization: want = bhttp::field::authorization; break;
+    case Field::cookie: want = bhttp::field::cookie; break;
+    case Field::if_none_match: want = bhttp::field::if_none_match; break;
+    case Field::x_forwarded_for: return header("X-Forwarded-For");  // Beast has no enum
+    case Field::content_type: want = bhttp::field::content_type; break;
+  }
+  // The parser already turned known names into enums: a scan of a few compares.
+  for (const auto& field : msg(message_))
+    if (field.name() == want) return sv(field.value());
+  return {};
+}
+
 bool Request::has_header(std::string_view name) const {
   const auto& m = msg(message_);
   return m.find(boost::beast::string_view(name.data(), name.size())) != m.end();

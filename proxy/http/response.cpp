@@ -96,13 +96,16 @@ void write_head(std::string& out, const Response& r, bool keep_alive, std::size_
     json::append_uint(out, content_length);
   }
   if (!keep_alive) out.append("\r\nConnection: close");
-  for (const auto& [name, value] : r.headers) {
-    out.append("\r\n");
-    append_clean(out, name);
-    out.append(": ");
-    append_clean(out, value);
-  }
-  out.append("\r\n\r\n");
+  out.append("\r\n");
+  out.append(r.headers);
+  out.append("\r\n");
+}
+
+void Response::set_header(std::string_view name, std::string_view value) {
+  append_clean(headers, name);
+  headers.append(": ");
+  append_clean(headers, value);
+  headers.append("\r\n");
 }
 
 Response error_response(unsigned status, std::string_view exc_type, std::string_view message) {

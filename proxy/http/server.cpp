@@ -77,6 +77,27 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Listener::Impl> L) {
 
 }  // namespace
 
+void Listener::Impl::sweep() {
+  if (sweeping) return;
+  sweeping = true;
+  sweeper.expires_after(kSweepInterval);
+  sweeper.async_wait([self = shared_from_this()](error_code ec) {
+    self->sweeping = false;
+    if (ec) return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto* s : self->sessions) {
+      if (s->deadline <= now) {
+        s->deadline = std::chrono::steady_clock::time_point::max();
+        s->timed_out = true;
+        error_code ignored;
+        s->socket.cancel(ignored);
+      }
+    }
+    // Sweep on while anything could time out: the listener is open or connections remain.
+    if (self->acceptor.is_open() || !self->sessions.empty()) self->sweep();
+  });
+}
+
 void Listener::Impl::session_ended() {
   if (draining && sessions.empty() && on_drained) {
     auto done = std::move(on_drained);
@@ -90,6 +111,7 @@ Listener::Listener(asio::io_context& ioc, Settings settings, Handler& handler)
 
 Listener::~Listener() {
   error_code ec;
+  impl_->sweeper.cancel();
   impl_->acceptor.close(ec);
   for (auto* s : impl_->sessions) s->socket.close(ec);
 }
@@ -107,6 +129,7 @@ void Listener::bind(const tcp::endpoint& endpoint) {
 std::uint16_t Listener::port() const { return impl_->acceptor.local_endpoint().port(); }
 
 void Listener::start() {
+  impl_->sweep();
   asio::co_spawn(impl_->ioc, accept_loop(impl_), [](std::exception_ptr e) {
     if (e) {
       try {
@@ -133,6 +156,7 @@ void Listener::drain(std::function<void()> done) {
 
 void Listener::abort_all() {
   error_code ec;
+  impl_->sweeper.cancel();
   impl_->acceptor.close(ec);
   for (auto* s : impl_->sessions) s->socket.close(ec);
 }

@@ -29,24 +29,14 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr milliseconds kLingerTime{1000};
 constexpr std::size_t kLingerBytes = 1 << 20;
 
-// Arms the session's deadline for one read or write; on expiry the socket's pending operations
-// are cancelled (not the socket closed, so that a 408 can still be written).
+// Sets the session's deadline for one read or write; past it, the sweeper cancels the socket's
+// pending operations (not the socket closed, so that a 408 can still be written).
 void arm(const std::shared_ptr<Session>& s, milliseconds d) {
   s->timed_out = false;
-  const std::uint64_t id = ++s->op;
-  s->timer.expires_after(d);
-  s->timer.async_wait([s, id](error_code ec) {
-    if (ec || s->op != id) return;
-    s->timed_out = true;
-    error_code ignored;
-    s->socket.cancel(ignored);
-  });
+  s->deadline = std::chrono::steady_clock::now() + d;
 }
 
-void disarm(const std::shared_ptr<Session>& s) {
-  ++s->op;
-  s->timer.cancel();
-}
+void disarm(const std::shared_ptr<Session>& s) { s->deadline = std::chrono::steady_clock::time_point::max(); }
 
 // The request line is the part of the header block that a long URL fills: when the header limit
 // is hit, tell a long URL (414) from many or long fields (431).
