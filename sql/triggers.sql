@@ -138,7 +138,6 @@ CREATE OR REPLACE TRIGGER `pitstop_ai_tabService Order Item` AFTER INSERT ON `ta
 IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
   INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY(
     CONCAT('doc:Service Order/', NULLIF(NEW.`parent`, '')),
-    CONCAT('item:', NULLIF(NEW.`item_code`, '')),
     'doctype:Service Order Item'
   ), 'trigger', NOW(6));
 END IF//
@@ -147,9 +146,7 @@ CREATE OR REPLACE TRIGGER `pitstop_au_tabService Order Item` AFTER UPDATE ON `ta
 IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
   INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY(
     CONCAT('doc:Service Order/', NULLIF(OLD.`parent`, '')),
-    CONCAT('item:', NULLIF(OLD.`item_code`, '')),
     CONCAT('doc:Service Order/', NULLIF(NEW.`parent`, '')),
-    CONCAT('item:', NULLIF(NEW.`item_code`, '')),
     'doctype:Service Order Item'
   ), 'trigger', NOW(6));
 END IF//
@@ -158,7 +155,6 @@ CREATE OR REPLACE TRIGGER `pitstop_ad_tabService Order Item` AFTER DELETE ON `ta
 IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
   INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY(
     CONCAT('doc:Service Order/', NULLIF(OLD.`parent`, '')),
-    CONCAT('item:', NULLIF(OLD.`item_code`, '')),
     'doctype:Service Order Item'
   ), 'trigger', NOW(6));
 END IF//

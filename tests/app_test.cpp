@@ -65,6 +65,9 @@ TEST(App, ServesHealthReadinessAndFrappeStyleNotFound) {
   auto ready = readyz_until(p.port(), [](const Readiness& r) { return r.status == 200; });
   EXPECT_EQ(ready.status, 200) << ready.body;
   EXPECT_TRUE(ready.cache && ready.queue && ready.mariadb) << ready.body;
+  // What L1 holds, for sizing it: the configured maximum is config/pitstop.json's 64 MiB.
+  EXPECT_NE(ready.body.find("\"l1\":{\"entries\":"), std::string::npos) << ready.body;
+  EXPECT_NE(ready.body.find("\"max_bytes\":67108864"), std::string::npos) << ready.body;
 
   auto missing = pitstop::test::http_get(p.port(), "/api/resource/Nope");
   ASSERT_TRUE(missing);

@@ -135,6 +135,34 @@ TEST(L1, DropsDeadEntriesAndInvalidatesByTag) {
   EXPECT_EQ(l1.invalidate_tag("t:new"), 1u);
 }
 
+// Answers with thousands of tags (a day's schedule names every customer in it) churning through
+// a small L1: invalidation stays exact and the tag index does not keep what was evicted.
+TEST(L1, ManyTagsChurningStayExactAndBounded) {
+  cache::L1 l1(64 * 1024, 1);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<std::string> tags{"shared"};
+    for (int t = 0; t < 40; ++t) tags.push_back("e" + std::to_string(i) + ":" + std::to_string(t));
+    l1.put(make("k" + std::to_string(i), 100, std::move(tags)));
+  }
+  const auto st = l1.stats();
+  ASSERT_GT(st.entries, 0u);
+  ASSERT_LT(st.entries, 3000u);  // most were evicted
+  EXPECT_LE(st.tag_refs, 2 * 41 * st.entries + 4096 + 41) << "evicted entries' tags are swept";
+  EXPECT_EQ(l1.invalidate_tag("e0:7"), 0u);     // long evicted
+  EXPECT_EQ(l1.invalidate_tag("e2999:7"), 1u);  // the newest
+  EXPECT_FALSE(l1.get("k2999", cache::now_ms()));
+  EXPECT_EQ(l1.invalidate_tag("e2999:8"), 0u);  // its other tags lead nowhere now
+  EXPECT_EQ(l1.invalidate_tag("shared"), st.entries - 1);
+  EXPECT_EQ(l1.stats().entries, 0u);
+  // A key put again after a removal is found by its new tags only.
+  l1.put(make("again", 10, {"t:1"}));
+  l1.erase("again");
+  l1.put(make("again", 10, {"t:2"}));
+  EXPECT_EQ(l1.invalidate_tag("t:1"), 0u);
+  EXPECT_EQ(l1.invalidate_tag("t:2"), 1u);
+}
+
 TEST(L1, IsSafeUnderContention) {
   cache::L1 l1(256 * 1024, 8);
   std::atomic<int> hits{0};

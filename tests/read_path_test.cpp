@@ -394,3 +394,29 @@ TEST(ReadPathPrivate, StaleAnswersWhileRevalidatingAndWhenTheOriginFails) {
   EXPECT_GE(uncovered.status, 500);
   EXPECT_TRUE(has(uncovered.body, "\"exc_type\"")) << uncovered.body;
 }
+
+TEST_F(ReadPath, CacheOffAnswersEveryReadFromTheDatabase) {
+  const auto db = service_config().mariadb.primary;
+  const std::string c = "RP-OFF-" + std::to_string(::getpid());
+  mariadb_sql(db, "DELETE FROM `tabCustomer` WHERE name = '" + c + "'; INSERT INTO `tabCustomer` (name, customer_name) VALUES ('" + c +
+                      "', 'Before');");
+  const std::string target = "/api/method/universal_workshop.api.get_customer_summary?customer=" + c;
+  {
+    Pitstop p({{"PITSTOP_SITE", unique_site()}, {"PITSTOP_CACHE_ENABLED", "false"}});
+    for (int i = 0; i < 2; ++i) {
+      auto r = get(p.port(), target, {alice_.token_header()});
+      ASSERT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(cache_status(r), "pitstop; fwd=bypass; detail=cache-off");
+      EXPECT_EQ(json_string(r.body, {"message", "customer", "customer_name"}), "Before");
+    }
+    // Around pitstop and without waiting for any invalidation: the next read already sees it.
+    mariadb_sql(db, "UPDATE `tabCustomer` SET customer_name = 'After' WHERE name = '" + c + "'");
+    auto after = get(p.port(), target, {alice_.token_header()});
+    EXPECT_EQ(json_string(after.body, {"message", "customer", "customer_name"}), "After");
+    EXPECT_EQ(cache_status(after), "pitstop; fwd=bypass; detail=cache-off");
+    // Errors are answered the same way, not cached either.
+    auto missing = get(p.port(), "/api/method/universal_workshop.api.get_customer_summary?customer=RP-OFF-NONE", {alice_.token_header()});
+    EXPECT_EQ(missing.status, 404) << missing.body;
+  }
+  mariadb_sql(db, "DELETE FROM `tabCustomer` WHERE name = '" + c + "'");
+}

@@ -5,6 +5,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#include <malloc.h>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -39,6 +41,8 @@ Shared::Shared(const config::Config& c)
   // Until the outbox relay has delivered what a previous run left undelivered (the process died
   // after a commit), Redis may hold answers that a committed write made stale.
   l2_suspect_since.store(std::chrono::steady_clock::now().time_since_epoch().count());
+  // A fill asks the log about its whole duration: the origin's timeout, or Redis's.
+  invalidations.set_retention(std::max(c.timeouts.origin, c.redis_cache.command_timeout) + std::chrono::seconds(30));
   for (const auto& p : c.limiting.trusted_proxies) {
     std::string why;
     if (!trusted_proxies.add(p, why)) throw config::ConfigError(c.source + ": $.limiting.trusted_proxies: " + why);
@@ -91,10 +95,25 @@ int run(const config::Config& cfg, const Options& options) {
     std::rename(tmp.c_str(), options.port_file.c_str());
   }
 
+  // Large answers (a day's schedule is 200 kB) come and go with every miss; glibc keeps what they
+  // freed in its heaps. Handing it back every few seconds keeps the resident size near L1 plus
+  // the buffers in use (a fixed mmap threshold would do it too, at a page fault per page of
+  // every large answer).
+  asio::steady_timer trim(main_ioc);
+  std::function<void(boost::system::error_code)> on_trim = [&](boost::system::error_code ec) {
+    if (ec) return;
+    ::malloc_trim(0);
+    trim.expires_after(std::chrono::seconds(5));
+    trim.async_wait(on_trim);
+  };
+  trim.expires_after(std::chrono::seconds(5));
+  trim.async_wait(on_trim);
+
   asio::steady_timer drain_deadline(main_ioc);
   bool stopping = false;
   int remaining = n;
   auto stop_all = [&] {
+    trim.cancel();
     drain_deadline.cancel();
     signals.cancel();
     for (auto& w : workers) w->shutdown();

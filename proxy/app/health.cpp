@@ -100,6 +100,13 @@ asio::awaitable<http::Response> readiness(Worker& w) {
   // Which limiter decided last: "shared" (Redis), "local" (Redis unreachable) or "closed".
   out.key("rate_limits").begin_object().member("ok", true).member("mode", w.limiter().mode()).end_object();
   out.end_object();
+  // Not checks: what the in-process cache holds, for sizing cache.l1_bytes.
+  const auto l1 = w.shared().l1.stats();
+  out.key("l1").begin_object();
+  out.member("entries", static_cast<std::uint64_t>(l1.entries)).member("bytes", static_cast<std::uint64_t>(l1.bytes));
+  out.member("max_bytes", static_cast<std::uint64_t>(w.config().cache.l1_bytes));
+  out.member("hits", l1.hits).member("misses", l1.misses).member("evictions", l1.evictions);
+  out.end_object();
   out.member("status", all_ok ? "ready" : (w.draining() ? "draining" : "unavailable"));
   out.end_object();
   http::Response r = http::json_response(all_ok ? 200 : 503, std::move(body));

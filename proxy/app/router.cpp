@@ -224,6 +224,11 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
 
 asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request& req) {
   auto& shared = worker_.shared();
+  if (!worker_.config().cache.enabled) {
+    // The no-cache baseline: every read is an origin query, nothing is kept or shared.
+    auto outcome = co_await fetch(job, false);
+    co_return answer(outcome->entry, cache_status("fwd=bypass; detail=cache-off"), req);
+  }
   const std::int64_t now = cache::now_ms();
   const bool l1_live = shared.l1_live.load(std::memory_order_relaxed);
   EntryPtr e = l1_live ? shared.l1.get(job.key, now) : nullptr;
@@ -241,7 +246,7 @@ asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request&
         e = r->entry;
         source = "redis";
         // Not if an invalidation of its tags arrived while Redis was being asked.
-        if (l1_live) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tags, asked); });
+        if (l1_live) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tag_hashes, asked); });
       }
     }
   }
@@ -343,6 +348,10 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
     const std::string id = std::to_string(written->outbox_id);
     const db::Param p[] = {std::string_view(id)};
     auto done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
+    // A deadlock with a concurrent writer or the relay (1213) or a lock wait timeout (1205) is
+    // worth one more try; failing that, the relay delivers the row again, which is harmless.
+    if (!done && (done.error().server_code == 1213 || done.error().server_code == 1205))
+      done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
     if (!done) log::warn("outbox row ", id, " delivered but not marked done (", done.error().message, "); the relay will deliver it again");
   } else {
     shared.l2_failed();
@@ -356,7 +365,7 @@ asio::awaitable<void> Router::refresh(FetchJob job, std::shared_ptr<cache::Fligh
   worker_.shared().flights.finish(job.key, flight, outcome);
 }
 
-asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job) {
+asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job, bool keep) {
   auto& shared = worker_.shared();
   auto out = std::make_shared<Outcome>();
   // Anything invalidated from now on may be newer than what the origin is about to say.
@@ -380,15 +389,19 @@ asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job) {
   e->swr_ms = job.category->stale_while_revalidate.count() * 1000;
   e->sie_ms = job.category->stale_if_error.count() * 1000;
   e->tags = rules::render_tags(job.rule->tags, job.captures, job.params, *body);
+  cache::hash_tags(*e);
   e->body = std::move(*body);
+  // Built by appending, the body has up to twice its size in capacity: L1 holds what it counts.
+  e->body.shrink_to_fit();
   out->entry = e;
+  if (!keep) co_return out;
   // An answer tagged beyond reason could not be invalidated reliably: serve it, don't keep it.
   if (e->tags.size() > kMaxTags) {
     log::warn("rule ", job.rule->name, ": ", e->tags.size(), " tags on one answer; not cached");
     co_return out;
   }
   // A write that landed while this answer was read makes it possibly stale: answer, don't keep.
-  if (shared.invalidations.invalidated_since(e->tags, started)) co_return out;
+  if (shared.invalidations.invalidated_since(e->tag_hashes, started)) co_return out;
   // Redis first: it refuses the answer if one of its tags was invalidated after the lookup
   // (job.redis_ms, Redis's clock), which covers writes on other instances too.
   if (job.redis_ms != 0 && shared.l2_trusted()) {
@@ -402,7 +415,7 @@ asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job) {
   } else {
     out->redis_down = true;
   }
-  if (shared.l1_live.load()) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tags, started); });
+  if (shared.l1_live.load()) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tag_hashes, started); });
   out->stored = true;
   co_return out;
 }

@@ -69,6 +69,7 @@ Worker::Worker(Shared& shared, int index)
           if (suspect != 0 && suspect < started.time_since_epoch().count())
             shared_.l2_suspect_since.compare_exchange_strong(suspect, 0);
         });
+    relay_->set_gap_grace(shared.cfg.invalidation.gap_grace);
   }
 }
 

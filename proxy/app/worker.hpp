@@ -45,7 +45,8 @@ class Router : public http::Handler {
 
  private:
   boost::asio::awaitable<http::Response> serve(FetchJob job, const http::Request& req);
-  boost::asio::awaitable<cache::OutcomePtr> fetch(const FetchJob& job);
+  // keep=false: answer only (the no-cache baseline), nothing stored.
+  boost::asio::awaitable<cache::OutcomePtr> fetch(const FetchJob& job, bool keep = true);
   boost::asio::awaitable<void> refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight);
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req);

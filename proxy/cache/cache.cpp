@@ -20,10 +20,31 @@ std::int64_t Entry::ttl_left_s(std::int64_t now) const {
   return left >= 0 ? left / 1000 : -((-left + 999) / 1000);
 }
 
+namespace {
+// What a string costs beyond its object: glibc's 16-byte chunk header, rounded to 16; nothing
+// for short strings, which live in the object.
+std::size_t heap(const std::string& s) { return s.capacity() <= 15 ? 0 : (s.capacity() + 1 + 16 + 15) / 16 * 16; }
+}  // namespace
+
+// Resident memory, not payload: L1 is bounded by this, and the bound is what the process's
+// resident size is checked against. Measured under bench/compare's erp-mix (answers with up to
+// ~1,500 tags), counting payload alone undercounted by about half.
 std::size_t Entry::bytes() const {
-  std::size_t n = sizeof(Entry) + key.size() + content_type.size() + etag.size() + body.size() + 64;
-  for (const auto& t : tags) n += t.size() + 32;
+  // The entry with its shared_ptr control block, and L1's list node, key index and id index.
+  std::size_t n = sizeof(Entry) + 32 + 200;
+  n += heap(key) + heap(content_type) + heap(etag) + heap(body);
+  n += tags.capacity() * sizeof(std::string) + tag_hashes.capacity() * sizeof(std::uint64_t);
+  // Each tag: its string, and its id (with slack) and share of a node in L1's tag index.
+  for (const auto& t : tags) n += heap(t) + 48;
   return n;
+}
+
+std::uint64_t tag_hash(std::string_view tag) { return std::hash<std::string_view>{}(tag); }
+
+void hash_tags(Entry& e) {
+  e.tag_hashes.clear();
+  e.tag_hashes.reserve(e.tags.size());
+  for (const auto& t : e.tags) e.tag_hashes.push_back(tag_hash(t));
 }
 
 std::string strong_etag(std::string_view body) {
@@ -150,6 +171,7 @@ boost::system::result<Entry> decode(std::string_view bytes) {
   if (!r.ok || ntags > kMaxTags) return bad;
   for (std::uint64_t i = 0; i < ntags && r.ok; ++i) e.tags.push_back(r.str());
   if (!r.ok || !r.in.empty()) return bad;
+  hash_tags(e);
   if (e.status < 100 || e.status > 599 || e.ttl_ms < 0 || e.swr_ms < 0 || e.sie_ms < 0) return bad;
   return e;
 }
@@ -165,26 +187,77 @@ struct Hash {
 }  // namespace
 
 struct L1::Shard {
+  struct Slot {
+    EntryPtr e;
+    std::uint64_t id;
+  };
   std::mutex m;
-  std::list<EntryPtr> lru;  // most recent first
-  std::unordered_map<std::string_view, std::list<EntryPtr>::iterator, Hash, std::equal_to<>> index;
-  std::unordered_map<std::string, std::vector<const Entry*>, Hash, std::equal_to<>> tags;
+  std::list<Slot> lru;  // most recent first
+  std::unordered_map<std::string_view, std::list<Slot>::iterator, Hash, std::equal_to<>> index;
+  std::unordered_map<std::uint64_t, std::list<Slot>::iterator> by_id;
+  // Tag hash -> ids of the entries carrying it (tag_hash: a collision only drops an extra entry,
+  // never keeps a stale one). Removing an entry leaves its ids behind instead of searching every
+  // tag's list (an answer can carry thousands of tags, a tag sit in thousands of answers): the
+  // dead ids are skipped when a tag is invalidated and swept out once they outnumber the live.
+  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> tags;
+  std::size_t tag_refs = 0;   // ids in `tags`, dead ones included
+  std::size_t live_refs = 0;  // tags of the entries present
+  std::uint64_t next_id = 0;
   std::size_t bytes = 0;
   std::size_t max_bytes = 0;
   Stats stats;
 
-  void unlink(std::list<EntryPtr>::iterator it) {
-    const Entry* e = it->get();
-    for (const auto& t : e->tags) {
-      auto ti = tags.find(t);
-      if (ti == tags.end()) continue;
-      auto& v = ti->second;
-      v.erase(std::remove(v.begin(), v.end(), e), v.end());
-      if (v.empty()) tags.erase(ti);
-    }
+  void unlink(std::list<Slot>::iterator it) {
+    const Entry* e = it->e.get();
+    live_refs -= e->tags.size();
     index.erase(std::string_view(e->key));
+    by_id.erase(it->id);
     bytes -= e->bytes();
     lru.erase(it);
+  }
+
+  void link(EntryPtr e) {
+    const std::uint64_t id = ++next_id;
+    lru.push_front(Slot{std::move(e), id});
+    const Entry* raw = lru.front().e.get();
+    index.emplace(std::string_view(raw->key), lru.begin());
+    by_id.emplace(id, lru.begin());
+    for (std::size_t i = 0; i < raw->tags.size(); ++i) tags[hash_of(*raw, i)].push_back(id);
+    tag_refs += raw->tags.size();
+    live_refs += raw->tags.size();
+    bytes += raw->bytes();
+    if (tag_refs > 2 * live_refs + 4096) sweep();
+  }
+
+  void sweep() {
+    tag_refs = 0;
+    for (auto it = tags.begin(); it != tags.end();) {
+      auto& ids = it->second;
+      std::erase_if(ids, [&](std::uint64_t id) { return !by_id.count(id); });
+      tag_refs += ids.size();
+      if (ids.empty()) it = tags.erase(it);
+      else ++it;
+    }
+  }
+
+  std::size_t invalidate(std::uint64_t h) {
+    auto ti = tags.find(h);
+    if (ti == tags.end()) return 0;
+    const std::vector<std::uint64_t> ids = std::move(ti->second);
+    tags.erase(ti);
+    tag_refs -= ids.size();
+    std::size_t n = 0;
+    for (std::uint64_t id : ids) {
+      if (auto it = by_id.find(id); it != by_id.end()) {
+        unlink(it->second);
+        ++n;
+      }
+    }
+    return n;
+  }
+
+  static std::uint64_t hash_of(const Entry& e, std::size_t i) {
+    return e.tag_hashes.size() == e.tags.size() ? e.tag_hashes[i] : tag_hash(e.tags[i]);
   }
 };
 
@@ -209,14 +282,14 @@ EntryPtr L1::get(std::string_view key, std::int64_t now) {
     ++s.stats.misses;
     return nullptr;
   }
-  if ((*it->second)->dead(now)) {
+  if (it->second->e->dead(now)) {
     s.unlink(it->second);
     ++s.stats.misses;
     return nullptr;
   }
   s.lru.splice(s.lru.begin(), s.lru, it->second);
   ++s.stats.hits;
-  return *it->second;
+  return it->second->e;
 }
 
 void L1::put(EntryPtr e) { put_if(std::move(e), nullptr); }
@@ -233,11 +306,7 @@ void L1::put_if(EntryPtr e, const std::function<bool()>& still_valid) {
     s.unlink(std::prev(s.lru.end()));
     ++s.stats.evictions;
   }
-  s.lru.push_front(std::move(e));
-  const Entry* raw = s.lru.front().get();
-  s.index.emplace(std::string_view(raw->key), s.lru.begin());
-  for (const auto& t : raw->tags) s.tags[t].push_back(raw);
-  s.bytes += size;
+  s.link(std::move(e));
   ++s.stats.inserts;
 }
 
@@ -249,18 +318,10 @@ void L1::erase(std::string_view key) {
 
 std::size_t L1::invalidate_tag(std::string_view tag) {
   std::size_t n = 0;
+  const std::uint64_t h = tag_hash(tag);
   for (auto& sp : shards_) {
-    Shard& s = *sp;
-    std::lock_guard lock(s.m);
-    auto ti = s.tags.find(tag);
-    if (ti == s.tags.end()) continue;
-    auto victims = ti->second;  // unlink edits the tag lists
-    for (const Entry* e : victims) {
-      if (auto it = s.index.find(std::string_view(e->key)); it != s.index.end()) {
-        s.unlink(it->second);
-        ++n;
-      }
-    }
+    std::lock_guard lock(sp->m);
+    n += sp->invalidate(h);
   }
   return n;
 }
@@ -269,9 +330,11 @@ void L1::clear() {
   for (auto& sp : shards_) {
     std::lock_guard lock(sp->m);
     sp->index.clear();
+    sp->by_id.clear();
     sp->tags.clear();
     sp->lru.clear();
     sp->bytes = 0;
+    sp->tag_refs = sp->live_refs = 0;
   }
 }
 
@@ -285,6 +348,7 @@ L1::Stats L1::stats() const {
     total.evictions += sp->stats.evictions;
     total.entries += sp->index.size();
     total.bytes += sp->bytes;
+    total.tag_refs += sp->tag_refs;
   }
   return total;
 }

@@ -31,6 +31,7 @@ struct Entry {
   std::string etag;  // quoted strong validator of the body
   std::string body;
   std::vector<std::string> tags;
+  std::vector<std::uint64_t> tag_hashes;  // tag_hash() of each tag (hash_tags), for the indexes
   std::int64_t stored_ms = 0;
   std::int64_t ttl_ms = 0;              // fresh until stored_ms + ttl_ms
   std::int64_t swr_ms = 0;              // then served while one refresh runs, this long
@@ -45,6 +46,11 @@ struct Entry {
   std::size_t bytes() const;
 };
 using EntryPtr = std::shared_ptr<const Entry>;
+
+// A tag's 64-bit hash, the key of the tag indexes (L1, the invalidation log).
+std::uint64_t tag_hash(std::string_view tag);
+// Fills e.tag_hashes from e.tags (decode() does; whoever builds an entry should).
+void hash_tags(Entry& e);
 
 // "\"<32 hex digits>\"": SHA-256 of the body, truncated.
 std::string strong_etag(std::string_view body);
@@ -80,6 +86,7 @@ class L1 {
   struct Stats {
     std::uint64_t hits = 0, misses = 0, inserts = 0, evictions = 0;
     std::size_t entries = 0, bytes = 0;
+    std::size_t tag_refs = 0;  // ids in the tag index, those of removed entries not swept yet included
   };
   Stats stats() const;
 

@@ -286,6 +286,9 @@ const std::vector<Field>& schema() {
                     [](Config& c, std::int64_t v) { c.invalidation.relay_interval = milliseconds(v); }));
     f.push_back(num("invalidation.stream_max_len", 100, 10000000, "invalidation events kept in the Redis stream",
                     [](Config& c, std::int64_t v) { c.invalidation.stream_max_len = static_cast<std::size_t>(v); }));
+    f.push_back(num("invalidation.gap_grace_s", 1, 3600,
+                    "how long the relay waits for an outbox id taken by a transaction not yet committed before taking it as rolled back (s)",
+                    [](Config& c, std::int64_t v) { c.invalidation.gap_grace = seconds(v); }));
     f.push_back(num("invalidation.outbox_retention_s", 60, 30 * 86400, "delivered outbox rows are purged after this (s)",
                     [](Config& c, std::int64_t v) { c.invalidation.outbox_retention = seconds(v); }));
     f.push_back(str("erp.redis_cache_url", "the ERP's redis_cache (empty: none); writes drop its cached copies of documents",
@@ -297,6 +300,9 @@ const std::vector<Field>& schema() {
                     }));
     f.push_back(str("erp.db_name", "the ERP site's database name, the prefix of its Redis keys",
                     [](Config& c, const std::string& v) { c.erp.db_name = v; }));
+    f.push_back({split_path("cache.enabled"), Type::boolean, 0, 0,
+                 "cache answers (false: every read goes to the origin, no L1, Redis or single-flight; a baseline for benchmarks)",
+                 [](Config& c, const Scalar& v, const std::string&) { c.cache.enabled = v.b; }});
     f.push_back(num("cache.l1_bytes", 0, 1LL << 40, "in-process cache size in bytes, all workers together (0 = L1 off)",
                     [](Config& c, std::int64_t v) { c.cache.l1_bytes = static_cast<std::size_t>(v); }));
     f.push_back(str("cache.default_category", "category of rules that name none (resources)",

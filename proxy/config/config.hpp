@@ -88,6 +88,7 @@ struct Category {
 };
 
 struct Cache {
+  bool enabled = true;
   std::size_t l1_bytes = 64u * 1024 * 1024;
   std::map<std::string, Category> categories;
   std::string default_category = "resource";
@@ -97,6 +98,7 @@ struct Invalidation {
   milliseconds relay_interval{250};  // how often the outbox relay looks for undelivered rows
   std::size_t stream_max_len = 10000;  // events kept in the Redis stream (approximately)
   seconds outbox_retention{86400};     // delivered outbox rows are purged after this
+  seconds gap_grace{60};               // how long the relay waits for an outbox id to commit
 };
 
 // The ERP's own Redis cache: when set, a write through pitstop also drops the ERP's cached copy

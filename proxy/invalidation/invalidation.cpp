@@ -71,18 +71,28 @@ Names names(std::string_view site) {
 void Log::record(const std::vector<std::string>& tags) {
   const auto now = steady_clock::now();
   std::lock_guard lock(m_);
-  for (const auto& t : tags) last_[t] = now;
-  // Nothing fills for longer than this: older records can go.
-  if (now - pruned_ > std::chrono::minutes(1)) {
-    std::erase_if(last_, [&](const auto& kv) { return now - kv.second > std::chrono::minutes(10); });
+  for (const auto& t : tags) last_[cache::tag_hash(t)] = now;
+  newest_ = now;
+  // A small map keeps the lookups of answers with many tags cheap.
+  if (now - pruned_ > std::chrono::seconds(5)) {
+    std::erase_if(last_, [&](const auto& kv) { return now - kv.second > retention_; });
     pruned_ = now;
   }
 }
 
+bool Log::invalidated_since(const std::vector<std::uint64_t>& tag_hashes, steady_clock::time_point since) const {
+  std::lock_guard lock(m_);
+  if (newest_ < since) return false;
+  for (std::uint64_t h : tag_hashes)
+    if (auto it = last_.find(h); it != last_.end() && it->second >= since) return true;
+  return false;
+}
+
 bool Log::invalidated_since(const std::vector<std::string>& tags, steady_clock::time_point since) const {
   std::lock_guard lock(m_);
+  if (newest_ < since) return false;
   for (const auto& t : tags)
-    if (auto it = last_.find(t); it != last_.end() && it->second >= since) return true;
+    if (auto it = last_.find(cache::tag_hash(t)); it != last_.end() && it->second >= since) return true;
   return false;
 }
 
@@ -157,8 +167,11 @@ asio::awaitable<void> Relay::run() {
   asio::steady_timer timer(ioc_);
   // The first pass at once: it is what makes Redis trusted after a start.
   while (*running) {
+    behind_ = false;
     co_await pass();
-    timer.expires_after(interval_);
+    // A full page means more is waiting (an instance that was down, a burst of changes around
+    // pitstop): the next pass at once, after whatever else is queued on this thread.
+    timer.expires_after(behind_ ? std::chrono::milliseconds(0) : interval_);
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }
@@ -187,90 +200,165 @@ asio::awaitable<std::size_t> Relay::pass() {
   auto lease = co_await pool_.acquire();
   if (!lease) co_return 0;
   auto& c = **lease;
-  auto complain = [&](const std::string& what) {
+  auto complain = [&](const db::Error& e) {
     if (std::chrono::steady_clock::now() - last_complaint_ > std::chrono::minutes(1)) {
       last_complaint_ = std::chrono::steady_clock::now();
-      log::warn("outbox relay: ", what, " (are sql/outbox.sql and sql/triggers.sql applied?)");
+      // 1146: no such table.
+      log::warn("outbox relay: ", e.message, e.server_code == 1146 ? " (are sql/outbox.sql and sql/triggers.sql applied?)" : "");
     }
   };
-  // A new site starts at the end of the outbox: it has cached nothing older.
-  auto init = co_await c.execute(
-      "INSERT IGNORE INTO `pitstop_outbox_cursor` (`site`, `last_id`, `updated`) "
-      "SELECT ?, COALESCE(MAX(`id`), 0), NOW(6) FROM `pitstop_outbox`",
-      site_param, timeout);
-  if (!init) {
-    complain(init.error().message);
-    co_return 0;
-  }
+  // Read committed, and no locking read of the outbox anywhere: a locking read (or an INSERT …
+  // SELECT from it) waits for the newest row's uncommitted transaction and, under repeatable
+  // read, holds a gap lock that stalls every writer's outbox insert until that transaction ends.
+  auto isolation = co_await c.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", timeout);
+  if (!isolation) co_return 0;
   auto begin = co_await c.query("START TRANSACTION", timeout);
   if (!begin) co_return 0;
+  auto rollback = [&]() -> asio::awaitable<void> {
+    if (!c.broken()) co_await c.query("ROLLBACK", timeout);
+  };
+  auto top = co_await c.query("SELECT COALESCE(MAX(`id`), 0) FROM `pitstop_outbox`", timeout);
+  if (!top || top->rows.empty() || !top->rows[0][0]) {
+    if (!top) complain(top.error());
+    co_await rollback();
+    co_return 0;
+  }
+  const std::string target_text = *top->rows[0][0];
+  const std::uint64_t target = std::stoull(target_text);
   // Instances of one site take turns on its cursor.
-  auto cursor = co_await c.execute("SELECT `last_id`, (SELECT COALESCE(MAX(`id`), 0) FROM `pitstop_outbox`) "
-                                   "FROM `pitstop_outbox_cursor` WHERE `site` = ? FOR UPDATE",
-                                   site_param, timeout);
-  if (!cursor || cursor->rows.empty() || !cursor->rows[0][0]) {
-    if (!cursor) complain(cursor.error().message);
-    if (!c.broken()) co_await c.query("ROLLBACK", timeout);
+  auto cursor = co_await c.execute("SELECT `last_id` FROM `pitstop_outbox_cursor` WHERE `site` = ? FOR UPDATE", site_param, timeout);
+  if (!cursor) {
+    complain(cursor.error());
+    co_await rollback();
     co_return 0;
   }
-  const std::string from = *cursor->rows[0][0];
-  const std::uint64_t target = cursor->rows[0][1] ? std::stoull(*cursor->rows[0][1]) : 0;
-  const db::Param after[] = {std::string_view(from)};
-  auto rows = co_await c.execute(
-      "SELECT `id`, `tags`, `source`, `created`, `site`, `done` FROM `pitstop_outbox` WHERE `id` > ? ORDER BY `id` LIMIT 200", after,
-      timeout);
-  if (!rows) {
-    complain(rows.error().message);
-    if (!c.broken()) co_await c.query("ROLLBACK", timeout);
+  if (cursor->rows.empty() || !cursor->rows[0][0]) {
+    // A new site starts at the end of the outbox: it has cached nothing older.
+    const db::Param init_params[] = {std::string_view(site), std::string_view(target_text)};
+    auto init = co_await c.execute("INSERT IGNORE INTO `pitstop_outbox_cursor` (`site`, `last_id`, `updated`) VALUES (?, ?, NOW(6))",
+                                   init_params, timeout);
+    if (!init) complain(init.error());
+    auto done = co_await c.query(init ? "COMMIT" : "ROLLBACK", timeout);
+    if (init && done && on_caught_up_) on_caught_up_(started);
     co_return 0;
   }
-  std::uint64_t last = std::stoull(from);
+  const std::uint64_t cursor_id = std::stoull(*cursor->rows[0][0]);
+  // Ids at or below the cursor are settled, by this instance or another of the site.
+  if (scanned_ < cursor_id) scanned_ = cursor_id;
+  missing_.erase(missing_.begin(), missing_.upper_bound(cursor_id));
+
   std::string first_deliveries;
   std::size_t delivered = 0;
   bool failed = false;
   simdjson::dom::parser parser;
-  for (const auto& row : rows->rows) {
-    if (!row[0] || !row[1]) continue;
-    const std::uint64_t id = std::stoull(*row[0]);
+  auto deliver_row = [&](const std::vector<std::optional<std::string>>& row) -> asio::awaitable<bool> {
     const bool done = row[5] && *row[5] == "1";
     // This site's own writes were delivered by their writer; the others' and the triggers'
     // rows, and this site's undelivered ones (its writer died or Redis failed), are delivered.
-    if (!(done && row[4] && *row[4] == site)) {
-      Event e;
-      e.id = "outbox:" + *row[0];
-      e.source = row[2] ? *row[2] : "";
-      e.time = row[3] ? *row[3] : "";
-      if (e.time.size() >= 19) {
-        e.time[10] = 'T';
-        e.time += 'Z';
+    if (done && row[4] && *row[4] == site) co_return true;
+    Event e;
+    e.id = "outbox:" + *row[0];
+    e.source = row[2] ? *row[2] : "";
+    e.time = row[3] ? *row[3] : "";
+    if (e.time.size() >= 19) {
+      e.time[10] = 'T';
+      e.time += 'Z';
+    }
+    simdjson::padded_string padded(*row[1]);
+    simdjson::dom::array tags;
+    if (!parser.parse(padded).get(tags)) {
+      for (auto t : tags) {
+        std::string_view s;
+        if (!t.get(s)) e.tags.emplace_back(s);  // NULL columns give null tags: nothing to drop
       }
-      simdjson::padded_string padded(*row[1]);
-      simdjson::dom::array tags;
-      if (!parser.parse(padded).get(tags)) {
-        for (auto t : tags) {
-          std::string_view s;
-          if (!t.get(s)) e.tags.emplace_back(s);  // NULL columns give null tags: nothing to drop
-        }
-      }
-      auto ec = co_await invalidator_.deliver(e);
-      if (ec) {
-        ++stats_.failures;
+    }
+    if (auto ec = co_await invalidator_.deliver(e)) {
+      ++stats_.failures;
+      co_return false;
+    }
+    if (on_delivered_) on_delivered_(e);
+    ++delivered;
+    // `done` means "delivered to its writer's site": another site's row stays as it is, or its
+    // own relay would take it for delivered (to this site's Redis, not to its own).
+    const bool mine_or_trigger = !row[4] || *row[4] == site;
+    if (!done && mine_or_trigger) first_deliveries += (first_deliveries.empty() ? "" : ",") + *row[0];
+    co_return true;
+  };
+  static constexpr const char* kColumns = "SELECT `id`, `tags`, `source`, `created`, `site`, `done` FROM `pitstop_outbox` ";
+
+  // Ids are taken when a transaction inserts, visible when it commits: a row can appear behind
+  // rows already read. The holes seen so far are looked for again on every pass.
+  if (!missing_.empty()) {
+    std::string ids;
+    std::size_t n = 0;
+    for (auto it = missing_.begin(); it != missing_.end() && n < 1000; ++it, ++n) ids += (ids.empty() ? "" : ",") + std::to_string(it->first);
+    // The ids are integers of this process, not client data.
+    auto late = co_await c.query(kColumns + std::string("WHERE `id` IN (") + ids + ") ORDER BY `id`", timeout);
+    if (!late) {
+      complain(late.error());
+      co_await rollback();
+      co_return 0;
+    }
+    for (const auto& row : late->rows) {
+      if (!row[0] || !row[1]) continue;
+      if (!co_await deliver_row(row)) {
         failed = true;
         break;
       }
-      if (on_delivered_) on_delivered_(e);
-      ++delivered;
-      if (!done) first_deliveries += (first_deliveries.empty() ? "" : ",") + *row[0];
+      missing_.erase(std::stoull(*row[0]));
     }
-    last = id;
   }
+  const std::string after_text = std::to_string(scanned_);
+  const db::Param after[] = {std::string_view(after_text)};
+  auto rows = co_await c.execute(kColumns + std::string("WHERE `id` > ? ORDER BY `id` LIMIT ") + std::to_string(kPage), after, timeout);
+  if (!rows) {
+    complain(rows.error());
+    co_await rollback();
+    co_return 0;
+  }
+  behind_ = rows->rows.size() >= kPage;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& row : rows->rows) {
+    if (failed) break;
+    if (!row[0] || !row[1]) continue;
+    const std::uint64_t id = std::stoull(*row[0]);
+    if (!co_await deliver_row(row)) {
+      failed = true;
+      break;
+    }
+    // The ids skipped on the way are transactions not committed yet, or rolled back.
+    for (std::uint64_t hole = scanned_ + 1; hole < id; ++hole) {
+      if (missing_.size() >= kMaxHoles) {
+        log::warn("outbox relay: more than ", kMaxHoles, " outbox ids not committed yet; ids up to ", id - 1,
+                  " are taken as rolled back");
+        break;
+      }
+      missing_.emplace(hole, now);
+    }
+    scanned_ = id;
+  }
+  // A hole older than the grace is a rolled-back transaction (or one so long that its writes
+  // are older than the caches' answers would be anyway).
+  std::size_t expired = 0;
+  for (auto it = missing_.begin(); it != missing_.end();) {
+    if (now - it->second > gap_grace_) {
+      it = missing_.erase(it);
+      ++expired;
+    } else {
+      ++it;
+    }
+  }
+  if (expired) log::debug("outbox relay: ", expired, " outbox id(s) never committed within ", gap_grace_.count(), " s: rolled back");
+  const std::uint64_t last = missing_.empty() ? scanned_ : missing_.begin()->first - 1;
   const std::string last_text = std::to_string(last);
   const db::Param move[] = {std::string_view(last_text), std::string_view(site)};
   auto moved = co_await c.execute("UPDATE `pitstop_outbox_cursor` SET `last_id` = ?, `updated` = NOW(6) WHERE `site` = ?", move, timeout);
   if (!moved) failed = true;
   if (!first_deliveries.empty()) {
     // The ids are the table's own integers, not client data.
-    auto u = co_await c.query("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `done` = 0 AND `id` IN (" +
+    // By primary key only, the order in which a writer's own UPDATE takes its locks; done_at
+    // is assigned before done, so it sees the old value.
+    auto u = co_await c.query("UPDATE `pitstop_outbox` SET `done_at` = IF(`done` = 1, `done_at`, NOW(6)), `done` = 1 WHERE `id` IN (" +
                                   first_deliveries + ")",
                               timeout);
     if (!u) failed = true;
@@ -279,13 +367,12 @@ asio::awaitable<std::size_t> Relay::pass() {
   if (!commit) failed = true;
   stats_.delivered += delivered;
   // Caught up: everything that was in the outbox when this pass began is delivered.
-  if (!failed && last >= target && on_caught_up_) on_caught_up_(started);
+  if (!failed && scanned_ >= target && on_caught_up_) on_caught_up_(started);
   if (failed) log::warn("outbox relay: delivery failed; ", delivered, " row(s) delivered, the rest retried in ", interval_.count(), " ms");
 
   // Delivered rows are kept a while for inspection, then purged in small batches.
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_purge_ > std::chrono::minutes(1)) {
-    last_purge_ = now;
+  if (const auto t = std::chrono::steady_clock::now(); t - last_purge_ > std::chrono::minutes(1)) {
+    last_purge_ = t;
     const std::string cutoff = sql_time(std::chrono::system_clock::now() - retention_);
     const db::Param p[] = {std::string_view(cutoff)};
     co_await pool_.execute("DELETE FROM `pitstop_outbox` WHERE `created` < ? LIMIT 5000", p, false);

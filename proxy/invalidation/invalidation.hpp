@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -49,11 +50,17 @@ class Log {
  public:
   void record(const std::vector<std::string>& tags);
   bool invalidated_since(const std::vector<std::string>& tags, std::chrono::steady_clock::time_point since) const;
+  // The same by cache::tag_hash of the tags (an entry's tag_hashes).
+  bool invalidated_since(const std::vector<std::uint64_t>& tag_hashes, std::chrono::steady_clock::time_point since) const;
+  // Records are kept this long: longer than any fetch or Redis read that may ask about them.
+  void set_retention(std::chrono::milliseconds r) { retention_ = r; }
 
  private:
+  std::chrono::milliseconds retention_{std::chrono::seconds(90)};
   mutable std::mutex m_;
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point> last_;
+  std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> last_;  // by cache::tag_hash
   std::chrono::steady_clock::time_point pruned_{};
+  std::chrono::steady_clock::time_point newest_{};  // the latest record: older questions end here
 };
 
 struct Settings {
@@ -101,8 +108,12 @@ class Relay {
     std::uint64_t passes = 0;
   };
   const Stats& stats() const { return stats_; }
+  // How long an outbox id that was skipped (its transaction had not committed) is looked for.
+  void set_gap_grace(std::chrono::seconds grace) { gap_grace_ = grace; }
 
  private:
+  static constexpr std::size_t kMaxHoles = 100000;
+  static constexpr std::size_t kPage = 500;  // outbox rows read per pass
   boost::asio::awaitable<void> run();
   boost::asio::io_context& ioc_;
   db::Pool& pool_;
@@ -115,6 +126,10 @@ class Relay {
   std::chrono::steady_clock::time_point last_purge_{};
   std::chrono::steady_clock::time_point last_complaint_{};
   Stats stats_;
+  std::uint64_t scanned_ = 0;  // the highest outbox id read
+  bool behind_ = false;        // the last pass read a full page
+  std::map<std::uint64_t, std::chrono::steady_clock::time_point> missing_;  // holes below it, since when
+  std::chrono::seconds gap_grace_{60};
 };
 
 }  // namespace pitstop::invalidation

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -742,10 +743,16 @@ std::vector<std::string> row_tags(const Doctype& d, const Values& row) {
   return out;
 }
 
+constexpr std::size_t kKeptParserBytes = 1 << 20;
+
 std::vector<std::string> render_tags(const std::vector<TagTemplate>& tags, const Values& captures, const Values& params,
                                      std::string_view result_json) {
   std::set<std::string> out;
-  simdjson::dom::parser parser;
+  // One parser per thread keeps its buffers (several times the document) between answers; an
+  // unusually large answer gets a parser of its own, so that no thread keeps that much.
+  thread_local simdjson::dom::parser kept;
+  std::optional<simdjson::dom::parser> own;
+  simdjson::dom::parser& parser = result_json.size() <= kKeptParserBytes ? kept : own.emplace();
   simdjson::dom::element doc;
   bool parsed = false, parse_failed = false;
   for (const auto& t : tags) {
@@ -761,8 +768,7 @@ std::vector<std::string> render_tags(const std::vector<TagTemplate>& tags, const
         if (v && !v->empty()) options.push_back(*v);
       } else {
         if (!parsed && !parse_failed) {
-          std::string copy(result_json);
-          parse_failed = static_cast<bool>(parser.parse(copy).get(doc));
+          parse_failed = static_cast<bool>(parser.parse(result_json.data(), result_json.size(), true).get(doc));
           parsed = !parse_failed;
         }
         if (parsed) resolve(doc, piece.path, 0, options);

@@ -1,3 +1,4 @@
+#include <atomic>
 #include "tests/support/support.hpp"
 
 #include "proxy/auth/auth.hpp"
@@ -241,7 +242,7 @@ config::MariaDb MariaDbServer::settings() const {
 }
 
 std::string mariadb_sql(const config::MariaDb& server, const std::string& text) {
-  static int n = 0;
+  static std::atomic<int> n = 0;  // tests call this from several threads
   auto file = fs::temp_directory_path() / ("pitstop-sql-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".sql");
   std::ofstream(file) << text;
   Process p({"mariadb", "--no-defaults", "-h", server.host, "-P", std::to_string(server.port), "-u", server.user,
