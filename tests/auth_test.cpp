@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "proxy/auth/auth.hpp"
 #include "proxy/auth/base64.hpp"
 #include "tests/support/support.hpp"
@@ -220,6 +222,42 @@ TEST_F(Verifier, IdentitiesAreCachedBrieflyByCredential) {
   // Refusals are remembered too, so guessing does not cost a query each time.
   EXPECT_FALSE(identify("token " + prefix_ + "-ka:guess"));
   EXPECT_EQ(verifier_->stats().lookups, lookups + 1);
+}
+
+// A client in steady use never waits for a re-verification: in the last quarter of the TTL a
+// use answers from the cache and checks again in the background. A revocation that check
+// finds counts at once.
+TEST_F(Verifier, IdentitiesInUseAreCheckedAgainAheadOfExpiry) {
+  auth::Settings s;
+  s.encryption_key = kKey;
+  s.identity_ttl = 4s;  // checked again from 3 s on
+  verifier_ = std::make_unique<auth::Verifier>(*pool_, s);
+  const std::string good = "token " + prefix_ + "-ka:alice-secret";
+  ASSERT_TRUE(identify(good));
+  EXPECT_EQ(verifier_->stats().lookups, 1u);
+  std::this_thread::sleep_for(3200ms);
+  ASSERT_TRUE(identify(good));  // from the cache; starts the check
+  EXPECT_EQ(verifier_->stats().cache_hits, 1u);
+  // Let the background check finish.
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  ioc_.restart();
+  while (verifier_->stats().lookups < 2 && std::chrono::steady_clock::now() < until) ioc_.run_one_for(50ms);
+  ioc_.run_for(100ms);
+  EXPECT_EQ(verifier_->stats().lookups, 2u);
+  std::this_thread::sleep_for(1000ms);  // past the first verification's expiry
+  ASSERT_TRUE(identify(good));
+  EXPECT_EQ(verifier_->stats().lookups, 2u) << "renewed in the background, not asked again in the request";
+  EXPECT_EQ(verifier_->stats().cache_hits, 2u);
+
+  // Revoked (the key's user disabled): the next background check drops it before its TTL ends.
+  sql({"UPDATE `tabUser` SET enabled = 0 WHERE name = '" + user("alice") + "'"});
+  std::this_thread::sleep_for(2200ms);
+  ASSERT_TRUE(identify(good));  // still within the renewed TTL; starts the check
+  ioc_.restart();
+  ioc_.run_for(500ms);
+  auto r = identify(good);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, 401u);
 }
 
 TEST_F(Verifier, DatabaseOutageIsAServiceErrorNotAVerdict) {

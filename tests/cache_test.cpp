@@ -39,7 +39,11 @@ TEST(Entry, EncodingRoundTrips) {
   ASSERT_TRUE(back);
   EXPECT_EQ(back->key, e.key);
   EXPECT_EQ(back->body, e.body);
-  EXPECT_EQ(back->tags, e.tags);
+  // Tags travel as their hashes: what L1 indexes by, a fraction of the bytes.
+  EXPECT_TRUE(back->tags.empty());
+  ASSERT_EQ(back->tag_hashes.size(), 2u);
+  EXPECT_EQ(back->tag_hashes[0], cache::tag_hash("customer:C-1"));
+  EXPECT_EQ(back->tag_hashes[1], cache::tag_hash("doc:Customer/C-1"));
   EXPECT_EQ(back->etag, e.etag);
   EXPECT_EQ(back->stored_ms, e.stored_ms);
   EXPECT_EQ(back->ttl_ms, e.ttl_ms);
@@ -57,14 +61,26 @@ TEST(Entry, HostileBytesNeverDecode) {
   for (int i = 0; i < 5000; ++i) {
     std::string junk(rng() % 200, '\0');
     for (auto& c : junk) c = static_cast<char>(rng());
-    if (i % 2) junk.replace(0, std::min<std::size_t>(4, junk.size()), "PSE1");
+    if (i % 2) junk.replace(0, std::min<std::size_t>(4, junk.size()), "PSE2");
     auto r = cache::decode(junk);
-    if (r) EXPECT_LE(r->body.size(), junk.size());
+    if (r) {
+      EXPECT_LE(r->body.size(), junk.size());
+    }
   }
   // A length field claiming 4 GiB.
   std::string huge = good;
   for (int i = 0; i < 4; ++i) huge[4 + 4 + 32 + i] = '\xff';
   EXPECT_FALSE(cache::decode(huge));
+}
+
+// Instances of different builds share entries through Redis: the hash is part of the format.
+TEST(Entry, TagHashIsStableAcrossBuilds) {
+  EXPECT_EQ(cache::tag_hash("doc:Customer/CUST-00001"), 0x8bad3216505da75cULL);
+  EXPECT_NE(cache::tag_hash("doc:Customer/CUST-00001"), cache::tag_hash("doc:Customer/CUST-00002"));
+  // An entry written by the previous format is a miss, not garbage.
+  std::string old = cache::encode(*make("k", 10, {"t"}));
+  old[3] = '1';
+  EXPECT_FALSE(cache::decode(old));
 }
 
 TEST(Entry, FreshnessAndTtl) {
@@ -111,6 +127,38 @@ TEST(L1, KeepsWithinItsBytesEvictingLeastRecentlyUsed) {
   // An entry larger than the cache is not kept.
   l1.put(make("big", 100 * 1024));
   EXPECT_FALSE(l1.get("big", now));
+}
+
+// One budget for the whole L1: answers far larger than a shard's share (a day's schedule) are
+// kept as long as the total fits, and the total never ends above the budget.
+TEST(L1, LargeAnswersShareOneBudgetAcrossShards) {
+  cache::L1 l1(1 << 20, 64);
+  const std::int64_t now = cache::now_ms();
+  for (int i = 0; i < 8; ++i) l1.put(make("big" + std::to_string(i), 100 * 1024));
+  for (int i = 0; i < 8; ++i) EXPECT_TRUE(l1.get("big" + std::to_string(i), now)) << i;
+  for (int i = 8; i < 40; ++i) {
+    l1.put(make("big" + std::to_string(i), 100 * 1024));
+    EXPECT_TRUE(l1.get("big" + std::to_string(i), now)) << "the newest is kept: " << i;
+    EXPECT_LE(l1.stats().bytes, 1u << 20);
+  }
+  const auto st = l1.stats();
+  EXPECT_GE(st.entries, 7u) << "evictions stop once the total fits";
+  EXPECT_GT(st.evictions, 0u);
+  // More than a quarter of the whole is not kept.
+  l1.put(make("huge", 300 * 1024));
+  EXPECT_FALSE(l1.get("huge", now));
+}
+
+// An entry read back from Redis carries tag hashes only, and is invalidated by its tags.
+TEST(L1, EntriesFromRedisAreInvalidatedByTheirTags) {
+  cache::L1 l1(1 << 20);
+  auto back = cache::decode(cache::encode(*make("r", 10, {"customer:1", "doc:Customer/1"})));
+  ASSERT_TRUE(back);
+  l1.put(std::make_shared<const Entry>(std::move(*back)));
+  ASSERT_TRUE(l1.get("r", cache::now_ms()));
+  EXPECT_EQ(l1.invalidate_tag("customer:2"), 0u);
+  EXPECT_EQ(l1.invalidate_tag("doc:Customer/1"), 1u);
+  EXPECT_FALSE(l1.get("r", cache::now_ms()));
 }
 
 TEST(L1, DropsDeadEntriesAndInvalidatesByTag) {
@@ -262,7 +310,9 @@ TEST(Store, EntriesAndTagSetsInRedis) {
     EXPECT_TRUE(got && got->entry);
     if (got && got->entry) {
       EXPECT_EQ(got->entry->body, e->body);
-      EXPECT_EQ(got->entry->tags, e->tags);
+      EXPECT_EQ(got->entry->tag_hashes.size(), e->tags.size());
+      for (std::size_t i = 0; i < e->tags.size() && i < got->entry->tag_hashes.size(); ++i)
+        EXPECT_EQ(got->entry->tag_hashes[i], cache::tag_hash(e->tags[i]));
     }
     auto miss = co_await s.get("other-key");
     EXPECT_TRUE(miss && !miss->entry);

@@ -5,12 +5,18 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "proxy/limits/limits.hpp"
+#include "proxy/redis/client.hpp"
 #include "tests/support/support.hpp"
 
 using namespace std::chrono_literals;
@@ -53,6 +59,55 @@ TEST(Gcra, AdmitsQuotaPlusBurstPerWindowAtMost) {
     if (l.decide("k", p, 5'000'000'000 + t).allowed) ++admitted;
   EXPECT_LE(admitted, 200 + 21);
   EXPECT_GE(admitted, 200 + 20);
+}
+
+// Tokens granted to workers ahead of use count as spent until they lapse: a client that builds
+// up leases on two workers at a steady rate and then bursts gets no more than GCRA allows.
+TEST(Leases, ASteadyClientThatBurstsGetsNoMoreThanTheQuotaAllows) {
+  boost::asio::io_context ioc{1};
+  redis::Client queue(ioc, test::service_config().redis_queue, "queue");
+  queue.start();
+  limits::LocalLimiter local;
+  limits::Settings s;
+  s.site = "leasetest" + std::to_string(::getpid()) + "-" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  s.shortcut = false;
+  limits::Limiter w1(queue, local, s), w2(queue, local, s);
+  // One every 100 ms, 400 at once.
+  limits::Policy p;
+  p.name = "get";
+  p.limit = 600;
+  p.window_s = 60;
+  p.burst = 400;
+  int admitted = 0, leased = 0;
+  const auto started = std::chrono::steady_clock::now();
+  test::run(ioc, [](limits::Limiter& w1, limits::Limiter& w2, limits::Policy p, int& admitted, int& leased) -> boost::asio::awaitable<void> {
+    boost::asio::steady_timer t(co_await boost::asio::this_coro::executor);
+    // 2.5 s at 40 a second on each worker: far below the limit, so both come to hold leases.
+    for (int i = 0; i < 100; ++i) {
+      for (auto* w : {&w1, &w2}) {
+        auto d = co_await w->check("user:steady", p);
+        admitted += d.allowed;
+        leased += d.source == limits::Decision::Source::lease;
+      }
+      t.expires_after(25ms);
+      co_await t.async_wait(boost::asio::use_awaitable);
+    }
+    // Then everything at once, until both refuse.
+    for (int refusals = 0; refusals < 2;) {
+      refusals = 0;
+      for (auto* w : {&w1, &w2}) {
+        auto d = co_await w->check("user:steady", p);
+        admitted += d.allowed;
+        refusals += !d.allowed;
+      }
+    }
+  }(w1, w2, p, admitted, leased), 20s);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_GT(leased, 80) << "the steady phase was served from leases";
+  // GCRA's bound: the burst and one more at once, then one per 100 ms.
+  EXPECT_LE(admitted, 401 + static_cast<int>(seconds * 10) + 1) << "over " << seconds << " s";
+  EXPECT_GE(admitted, 401 - 2 * 64) << "held tokens lapse; the client is not starved";
+  queue.stop();
 }
 
 TEST(RateLimitFields, FollowTheIetfDraft) {
@@ -122,6 +177,28 @@ long remaining_of(const RawClient::Response& r) {
   std::smatch m;
   if (!std::regex_search(it->second, m, std::regex("r=(\\d+)"))) return -1;
   return std::stol(m[1]);
+}
+
+// `n` keep-alive clients, alternately on `a` and `b`, each sending GET kCatalog with `auth` for
+// `run` (pausing `pause` after each answer); every answer goes to `seen`, on the clients' threads.
+void hammer(std::uint16_t a, std::uint16_t b, const std::string& auth, int n, std::chrono::milliseconds run,
+            std::chrono::milliseconds pause, const std::function<void(const RawClient::Response&)>& seen) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < n; ++i)
+    clients.emplace_back([&, i] {
+      RawClient c(i % 2 ? a : b);
+      while (!stop) {
+        if (!c.send("GET " + kCatalog + " HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n\r\n")) break;
+        auto r = c.read_response();
+        if (!r) break;
+        seen(*r);
+        if (pause.count() > 0) std::this_thread::sleep_for(pause);
+      }
+    });
+  std::this_thread::sleep_for(run);
+  stop = true;
+  for (auto& t : clients) t.join();
 }
 
 // Writes a variant of rules/workshop.json (edit applied to its text) and returns its path.
@@ -203,29 +280,17 @@ TEST_F(Limits, QuotasHoldAcrossInstancesUnderParallelLoad) {
   const std::string site = unique_site();
   Pitstop a(tight(site, "3")), b(tight(site, "3"));
   std::atomic<int> admitted{0}, refused{0}, bad_fields{0};
-  std::atomic<bool> stop{false};
   const auto started = std::chrono::steady_clock::now();
-  std::vector<std::thread> clients;
-  for (int i = 0; i < 8; ++i)
-    clients.emplace_back([&, i] {
-      RawClient c(i % 2 ? a.port() : b.port());
-      while (!stop) {
-        if (!c.send("GET " + kCatalog + " HTTP/1.1\r\nHost: x\r\n" + alice_.token_header() + "\r\n\r\n")) break;
-        auto r = c.read_response();
-        if (!r) break;
-        const long rem = remaining_of(*r);
-        if (r->status == 200) {
-          ++admitted;
-          if (rem < 0 || rem > 5) ++bad_fields;
-        } else if (r->status == 429) {
-          ++refused;
-          if (rem != 0 || r->headers["retry-after"].empty()) ++bad_fields;
-        }
-      }
-    });
-  std::this_thread::sleep_for(3s);
-  stop = true;
-  for (auto& t : clients) t.join();
+  hammer(a.port(), b.port(), alice_.token_header(), 8, 3s, 0ms, [&](const RawClient::Response& r) {
+    const long rem = remaining_of(r);
+    if (r.status == 200) {
+      ++admitted;
+      if (rem < 0 || rem > 5) ++bad_fields;
+    } else if (r.status == 429) {
+      ++refused;
+      if (rem != 0 || r.headers.find("retry-after") == r.headers.end() || r.headers.at("retry-after").empty()) ++bad_fields;
+    }
+  });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   // GCRA: at most the burst + 1 at once, then one per 100 ms.
   const int bound = 6 + static_cast<int>(seconds * 10) + 1;
@@ -233,6 +298,40 @@ TEST_F(Limits, QuotasHoldAcrossInstancesUnderParallelLoad) {
   EXPECT_GE(admitted.load(), bound - 8) << "far under the quota";
   EXPECT_GT(refused.load(), 0);
   EXPECT_EQ(bad_fields.load(), 0);
+}
+
+// A client far below its quota is decided mostly from tokens Redis granted the instance ahead
+// of use, without a round trip per request, and is never refused for it.
+TEST_F(Limits, ClientsFarBelowTheirQuotaRarelyCostARedisRoundTrip) {
+  const std::string site = unique_site();
+  auto env = tight(site, "2");
+  env["PITSTOP_RATE_LIMITS_GET_LIMIT"] = "40000";  // 20,000 a second: beyond what the clients send
+  env["PITSTOP_RATE_LIMITS_GET_BURST"] = "1000";
+  env["PITSTOP_WORKERS"] = "1";
+  Pitstop a(env), b(env);
+  std::atomic<int> admitted{0}, refused{0}, other{0}, bad_fields{0};
+  hammer(a.port(), b.port(), alice_.token_header(), 4, 3s, 1ms, [&](const RawClient::Response& r) {
+    const long rem = remaining_of(r);
+    if (r.status == 200) ++admitted;
+    else if (r.status == 429) ++refused;
+    else ++other;
+    if (rem < 0 || rem > 1001) ++bad_fields;
+  });
+  long redis = 0, leased = 0;
+  for (auto* p : {&a, &b}) {
+    auto r = http_get(p->port(), "/readyz");
+    ASSERT_TRUE(r);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r->body, m, std::regex(R"("redis":(\d+),"leased":(\d+))"))) << r->body;
+    redis += std::stol(m[1]);
+    leased += std::stol(m[2]);
+  }
+  EXPECT_GT(admitted.load(), 200);
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(bad_fields.load(), 0);
+  EXPECT_EQ(redis + leased, admitted.load());
+  EXPECT_GT(leased, 2 * redis) << "most decisions without a Redis round trip";
 }
 
 TEST_F(Limits, ASkewedClockDoesNotChangeDecisions) {

@@ -98,7 +98,13 @@ asio::awaitable<http::Response> readiness(Worker& w) {
   out.end_object();
   all_ok = all_ok && events && relay;
   // Which limiter decided last: "shared" (Redis), "local" (Redis unreachable) or "closed".
-  out.key("rate_limits").begin_object().member("ok", true).member("mode", w.limiter().mode()).end_object();
+  // And how this worker's decisions were made: by a Redis round trip, from tokens Redis granted
+  // ahead (a client far from its limit), locally, or by the over-limit shortcut.
+  const auto& ls = w.limiter().stats();
+  out.key("rate_limits").begin_object().member("ok", true).member("mode", w.limiter().mode());
+  out.key("decisions").begin_object().member("redis", ls.redis).member("leased", ls.leased).member("local", ls.local);
+  out.member("shortcut", ls.shortcut).member("refused", ls.refused).end_object();
+  out.end_object();
   out.end_object();
   // Not checks: what the in-process cache holds, for sizing cache.l1_bytes.
   const auto l1 = w.shared().l1.stats();

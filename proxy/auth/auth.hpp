@@ -122,7 +122,11 @@ class Verifier {
     IdentityPtr identity;
     Failure failure;
     std::chrono::steady_clock::time_point expires;
+    std::chrono::steady_clock::time_point refresh_after;  // checked again in the background from here
+    bool refreshing = false;
   };
+  boost::asio::awaitable<void> refresh(Key key, std::string authorization, std::string cookie_header);
+  void remember(const Key& key, const boost::system::result<IdentityPtr, Failure>& r, std::chrono::steady_clock::time_point now);
   db::Pool& pool_;
   Settings settings_;
   std::optional<Fernet> fernet_;

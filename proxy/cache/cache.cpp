@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <list>
 
 namespace pitstop::cache {
@@ -27,19 +28,34 @@ std::size_t heap(const std::string& s) { return s.capacity() <= 15 ? 0 : (s.capa
 }  // namespace
 
 // Resident memory, not payload: L1 is bounded by this, and the bound is what the process's
-// resident size is checked against. Measured under bench/compare's erp-mix (answers with up to
-// ~1,500 tags), counting payload alone undercounted by about half.
+// resident size is checked against (bench/compare prints both).
 std::size_t Entry::bytes() const {
   // The entry with its shared_ptr control block, and L1's list node, key index and id index.
   std::size_t n = sizeof(Entry) + 32 + 200;
   n += heap(key) + heap(content_type) + heap(etag) + heap(body);
   n += tags.capacity() * sizeof(std::string) + tag_hashes.capacity() * sizeof(std::uint64_t);
-  // Each tag: its string, and its id (with slack) and share of a node in L1's tag index.
-  for (const auto& t : tags) n += heap(t) + 48;
-  return n;
+  for (const auto& t : tags) n += heap(t);
+  // Each tag's node in L1's tag index (hash, id, chain: a 32-byte chunk) and bucket, with slack.
+  return n + tag_count(*this) * 48;
 }
 
-std::uint64_t tag_hash(std::string_view tag) { return std::hash<std::string_view>{}(tag); }
+std::size_t tag_count(const Entry& e) { return e.tag_hashes.empty() ? e.tags.size() : e.tag_hashes.size(); }
+
+// FNV-1a with a final avalanche (MurmurHash3's fmix64): defined here rather than std::hash
+// because the hashes travel in Redis entries between instances and builds.
+std::uint64_t tag_hash(std::string_view tag) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : tag) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
 
 void hash_tags(Entry& e) {
   e.tag_hashes.clear();
@@ -93,7 +109,8 @@ bool etag_matches(std::string_view header, std::string_view etag) {
 
 namespace {
 
-constexpr char kMagic[4] = {'P', 'S', 'E', '1'};
+// PSE2: tags travel as their hashes, all that a reader needs (PSE1 values read as misses).
+constexpr char kMagic[4] = {'P', 'S', 'E', '2'};
 constexpr std::size_t kMaxTags = 100000;
 
 void put_u32(std::string& out, std::uint32_t v) {
@@ -148,8 +165,9 @@ std::string encode(const Entry& e) {
   put_str(out, e.content_type);
   put_str(out, e.etag);
   put_str(out, e.body);
-  put_u32(out, static_cast<std::uint32_t>(e.tags.size()));
-  for (const auto& t : e.tags) put_str(out, t);
+  const std::size_t ntags = tag_count(e);
+  put_u32(out, static_cast<std::uint32_t>(ntags));
+  for (std::size_t i = 0; i < ntags; ++i) put_i64(out, static_cast<std::int64_t>(e.tag_hashes.empty() ? tag_hash(e.tags[i]) : e.tag_hashes[i]));
   return out;
 }
 
@@ -168,10 +186,9 @@ boost::system::result<Entry> decode(std::string_view bytes) {
   e.etag = r.str();
   e.body = r.str();
   auto ntags = r.uint(4);
-  if (!r.ok || ntags > kMaxTags) return bad;
-  for (std::uint64_t i = 0; i < ntags && r.ok; ++i) e.tags.push_back(r.str());
-  if (!r.ok || !r.in.empty()) return bad;
-  hash_tags(e);
+  if (!r.ok || ntags > kMaxTags || r.in.size() != ntags * 8) return bad;
+  e.tag_hashes.reserve(ntags);
+  for (std::uint64_t i = 0; i < ntags; ++i) e.tag_hashes.push_back(r.uint(8));
   if (e.status < 100 || e.status > 599 || e.ttl_ms < 0 || e.swr_ms < 0 || e.sie_ms < 0) return bad;
   return e;
 }
@@ -190,62 +207,61 @@ struct L1::Shard {
   struct Slot {
     EntryPtr e;
     std::uint64_t id;
+    std::int64_t used_ms;  // last put or hit: eviction compares shards' least recently used
   };
   std::mutex m;
   std::list<Slot> lru;  // most recent first
   std::unordered_map<std::string_view, std::list<Slot>::iterator, Hash, std::equal_to<>> index;
   std::unordered_map<std::uint64_t, std::list<Slot>::iterator> by_id;
-  // Tag hash -> ids of the entries carrying it (tag_hash: a collision only drops an extra entry,
-  // never keeps a stale one). Removing an entry leaves its ids behind instead of searching every
-  // tag's list (an answer can carry thousands of tags, a tag sit in thousands of answers): the
-  // dead ids are skipped when a tag is invalidated and swept out once they outnumber the live.
-  std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> tags;
-  std::size_t tag_refs = 0;   // ids in `tags`, dead ones included
+  // Tag hash -> id of an entry carrying it, one node per (tag, entry): 32 bytes, where a vector
+  // per tag cost three times that for the many tags found in one answer only. Removing an entry
+  // leaves its nodes behind instead of searching every tag (an answer can carry thousands, a
+  // tag sit in thousands of answers): dead ids are skipped when a tag is invalidated and swept
+  // out once they outnumber the live.
+  std::unordered_multimap<std::uint64_t, std::uint64_t> tags;
   std::size_t live_refs = 0;  // tags of the entries present
   std::uint64_t next_id = 0;
   std::size_t bytes = 0;
-  std::size_t max_bytes = 0;
+  std::atomic<std::size_t>* total = nullptr;  // the L1's, shared by the shards
   Stats stats;
 
   void unlink(std::list<Slot>::iterator it) {
     const Entry* e = it->e.get();
-    live_refs -= e->tags.size();
+    live_refs -= tag_count(*e);
     index.erase(std::string_view(e->key));
     by_id.erase(it->id);
-    bytes -= e->bytes();
+    const std::size_t b = e->bytes();
+    bytes -= b;
+    total->fetch_sub(b, std::memory_order_relaxed);
     lru.erase(it);
   }
 
-  void link(EntryPtr e) {
+  std::uint64_t link(EntryPtr e, std::int64_t now) {
     const std::uint64_t id = ++next_id;
-    lru.push_front(Slot{std::move(e), id});
+    lru.push_front(Slot{std::move(e), id, now});
     const Entry* raw = lru.front().e.get();
     index.emplace(std::string_view(raw->key), lru.begin());
     by_id.emplace(id, lru.begin());
-    for (std::size_t i = 0; i < raw->tags.size(); ++i) tags[hash_of(*raw, i)].push_back(id);
-    tag_refs += raw->tags.size();
-    live_refs += raw->tags.size();
-    bytes += raw->bytes();
-    if (tag_refs > 2 * live_refs + 4096) sweep();
+    const std::size_t n = tag_count(*raw);
+    for (std::size_t i = 0; i < n; ++i) tags.emplace(hash_of(*raw, i), id);
+    live_refs += n;
+    const std::size_t b = raw->bytes();
+    bytes += b;
+    total->fetch_add(b, std::memory_order_relaxed);
+    if (tags.size() > 2 * live_refs + 4096) sweep();
+    return id;
   }
 
   void sweep() {
-    tag_refs = 0;
-    for (auto it = tags.begin(); it != tags.end();) {
-      auto& ids = it->second;
-      std::erase_if(ids, [&](std::uint64_t id) { return !by_id.count(id); });
-      tag_refs += ids.size();
-      if (ids.empty()) it = tags.erase(it);
-      else ++it;
-    }
+    std::erase_if(tags, [&](const auto& kv) { return !by_id.count(kv.second); });
   }
 
   std::size_t invalidate(std::uint64_t h) {
-    auto ti = tags.find(h);
-    if (ti == tags.end()) return 0;
-    const std::vector<std::uint64_t> ids = std::move(ti->second);
-    tags.erase(ti);
-    tag_refs -= ids.size();
+    auto [first, last] = tags.equal_range(h);
+    if (first == last) return 0;
+    std::vector<std::uint64_t> ids;
+    for (auto it = first; it != last; ++it) ids.push_back(it->second);
+    tags.erase(first, last);
     std::size_t n = 0;
     for (std::uint64_t id : ids) {
       if (auto it = by_id.find(id); it != by_id.end()) {
@@ -257,7 +273,7 @@ struct L1::Shard {
   }
 
   static std::uint64_t hash_of(const Entry& e, std::size_t i) {
-    return e.tag_hashes.size() == e.tags.size() ? e.tag_hashes[i] : tag_hash(e.tags[i]);
+    return e.tag_hashes.empty() ? tag_hash(e.tags[i]) : e.tag_hashes[i];
   }
 };
 
@@ -265,17 +281,17 @@ L1::L1(std::size_t max_bytes, std::size_t shards) : max_bytes_(max_bytes) {
   shards = std::max<std::size_t>(1, shards);
   for (std::size_t i = 0; i < shards; ++i) {
     shards_.push_back(std::make_unique<Shard>());
-    shards_.back()->max_bytes = max_bytes / shards;
+    shards_.back()->total = &total_;
   }
 }
 
 L1::~L1() = default;
 
-L1::Shard& L1::shard_for(std::string_view key) { return *shards_[Hash{}(key) % shards_.size()]; }
+std::size_t L1::shard_of(std::string_view key) const { return Hash{}(key) % shards_.size(); }
 
 EntryPtr L1::get(std::string_view key, std::int64_t now) {
   if (!enabled()) return nullptr;
-  Shard& s = shard_for(key);
+  Shard& s = *shards_[shard_of(key)];
   std::lock_guard lock(s.m);
   auto it = s.index.find(key);
   if (it == s.index.end()) {
@@ -288,6 +304,7 @@ EntryPtr L1::get(std::string_view key, std::int64_t now) {
     return nullptr;
   }
   s.lru.splice(s.lru.begin(), s.lru, it->second);
+  it->second->used_ms = now;
   ++s.stats.hits;
   return it->second->e;
 }
@@ -296,22 +313,57 @@ void L1::put(EntryPtr e) { put_if(std::move(e), nullptr); }
 
 void L1::put_if(EntryPtr e, const std::function<bool()>& still_valid) {
   if (!enabled() || !e) return;
-  Shard& s = shard_for(e->key);
-  const std::size_t size = e->bytes();
-  if (size > s.max_bytes) return;
-  std::lock_guard lock(s.m);
-  if (still_valid && !still_valid()) return;
-  if (auto it = s.index.find(std::string_view(e->key)); it != s.index.end()) s.unlink(it->second);
-  while (s.bytes + size > s.max_bytes && !s.lru.empty()) {
+  const std::size_t i = shard_of(e->key);
+  Shard& s = *shards_[i];
+  // One answer may not push out more than a quarter of the cache.
+  if (e->bytes() > max_bytes_ / 4) return;
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(s.m);
+    if (still_valid && !still_valid()) return;
+    if (auto it = s.index.find(std::string_view(e->key)); it != s.index.end()) s.unlink(it->second);
+    id = s.link(std::move(e), now_ms());
+    ++s.stats.inserts;
+  }
+  evict(i, id);
+}
+
+// The budget is the L1's, not a shard's: answers of very different sizes (a day's schedule is
+// hundreds of kB) would otherwise crowd some shards while others sit empty. The victim is the
+// least recently used of a few shards' least recently used entries (this one and three others
+// in turn), which tracks a global LRU closely without ever holding two locks. Never the entry
+// just put (`keep`: ties are common at millisecond resolution).
+void L1::evict(std::size_t from, std::uint64_t keep) {
+  const std::size_t n = shards_.size();
+  while (total_.load(std::memory_order_relaxed) > max_bytes_) {
+    const std::size_t hand = hand_.fetch_add(3, std::memory_order_relaxed);
+    std::size_t victim = n;
+    std::int64_t oldest = std::numeric_limits<std::int64_t>::max();
+    for (std::size_t k = 0; k < std::min<std::size_t>(4, n); ++k) {
+      const std::size_t c = k == 0 ? from : (hand + k) % n;
+      Shard& s = *shards_[c];
+      std::lock_guard lock(s.m);
+      if (!s.lru.empty() && !(c == from && s.lru.back().id == keep) && s.lru.back().used_ms < oldest) {
+        oldest = s.lru.back().used_ms;
+        victim = c;
+      }
+    }
+    // None in the sample: take any shard's.
+    for (std::size_t c = 0; victim == n && c < n; ++c) {
+      std::lock_guard lock(shards_[c]->m);
+      if (!shards_[c]->lru.empty() && !(c == from && shards_[c]->lru.back().id == keep)) victim = c;
+    }
+    if (victim == n) return;
+    Shard& s = *shards_[victim];
+    std::lock_guard lock(s.m);
+    if (s.lru.empty() || (victim == from && s.lru.back().id == keep)) continue;
     s.unlink(std::prev(s.lru.end()));
     ++s.stats.evictions;
   }
-  s.link(std::move(e));
-  ++s.stats.inserts;
 }
 
 void L1::erase(std::string_view key) {
-  Shard& s = shard_for(key);
+  Shard& s = *shards_[shard_of(key)];
   std::lock_guard lock(s.m);
   if (auto it = s.index.find(key); it != s.index.end()) s.unlink(it->second);
 }
@@ -329,12 +381,8 @@ std::size_t L1::invalidate_tag(std::string_view tag) {
 void L1::clear() {
   for (auto& sp : shards_) {
     std::lock_guard lock(sp->m);
-    sp->index.clear();
-    sp->by_id.clear();
+    while (!sp->lru.empty()) sp->unlink(sp->lru.begin());
     sp->tags.clear();
-    sp->lru.clear();
-    sp->bytes = 0;
-    sp->tag_refs = sp->live_refs = 0;
   }
 }
 
@@ -348,7 +396,7 @@ L1::Stats L1::stats() const {
     total.evictions += sp->stats.evictions;
     total.entries += sp->index.size();
     total.bytes += sp->bytes;
-    total.tag_refs += sp->tag_refs;
+    total.tag_refs += sp->tags.size();
   }
   return total;
 }

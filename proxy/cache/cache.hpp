@@ -30,8 +30,10 @@ struct Entry {
   std::string content_type = "application/json";
   std::string etag;  // quoted strong validator of the body
   std::string body;
+  // The tags as rendered, needed to store the entry in Redis's tag sets; dropped before L1 keeps
+  // the entry and absent from one read back from Redis: the hashes are all the indexes need.
   std::vector<std::string> tags;
-  std::vector<std::uint64_t> tag_hashes;  // tag_hash() of each tag (hash_tags), for the indexes
+  std::vector<std::uint64_t> tag_hashes;  // tag_hash() of each tag (hash_tags)
   std::int64_t stored_ms = 0;
   std::int64_t ttl_ms = 0;              // fresh until stored_ms + ttl_ms
   std::int64_t swr_ms = 0;              // then served while one refresh runs, this long
@@ -47,8 +49,11 @@ struct Entry {
 };
 using EntryPtr = std::shared_ptr<const Entry>;
 
-// A tag's 64-bit hash, the key of the tag indexes (L1, the invalidation log).
+// A tag's 64-bit hash, the key of the tag indexes (L1, the invalidation log) and what Redis
+// entries carry; stable across builds. A collision only drops an extra entry.
 std::uint64_t tag_hash(std::string_view tag);
+// How many tags the entry carries (hashes, or strings not hashed yet).
+std::size_t tag_count(const Entry& e);
 // Fills e.tag_hashes from e.tags (decode() does; whoever builds an entry should).
 void hash_tags(Entry& e);
 
@@ -63,7 +68,8 @@ boost::system::result<Entry> decode(std::string_view bytes);
 // Does an If-None-Match field value match `etag`? (RFC 9110 weak comparison, lists, "*")
 bool etag_matches(std::string_view if_none_match, std::string_view etag);
 
-// The in-process cache: byte-bounded, LRU, sharded so that workers rarely meet on a lock.
+// The in-process cache: byte-bounded (one budget for all shards), LRU (sampled across shards),
+// sharded so that workers rarely meet on a lock.
 class L1 {
  public:
   explicit L1(std::size_t max_bytes, std::size_t shards = 64);
@@ -92,8 +98,11 @@ class L1 {
 
  private:
   struct Shard;
-  Shard& shard_for(std::string_view key);
+  std::size_t shard_of(std::string_view key) const;
+  void evict(std::size_t from, std::uint64_t keep);
   std::size_t max_bytes_;
+  std::atomic<std::size_t> total_{0};
+  std::atomic<std::size_t> hand_{0};
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

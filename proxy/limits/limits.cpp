@@ -2,7 +2,14 @@
 
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <algorithm>
 #include <charconv>
+#include <random>
 
 namespace pitstop::limits {
 
@@ -11,24 +18,63 @@ using std::chrono::steady_clock;
 
 namespace {
 
-// KEYS[1]: the bucket. ARGV: emission interval (µs), tolerance (µs). Redis's clock decides, so
-// instances with skewed clocks agree. Returns {allowed, remaining, retry_after_us, backlog_us}.
+// KEYS[1]: the bucket's theoretical arrival time; KEYS[2]: the tokens workers hold, granted ahead
+// of use (field: worker, value: "count:lapse_us"). ARGV: emission interval (µs), tolerance (µs),
+// wanted n >= 1 (0: only renew what this worker holds), this worker's id, the tokens it still holds, their life (µs), how many of the
+// n are used at once (1: a request's; 0: a grant ahead).
+// Redis's clock decides, so instances with skewed clocks agree. Tokens held anywhere count as
+// spent until they lapse (those used meanwhile included: the error is on the client's side of
+// the bound, never over it). Grants as many of the n as fit (at least one, or none: refused),
+// exactly as that many requests arriving at once would be. Returns {granted, remaining,
+// retry_after_us, backlog_us}; remaining counts this worker's held tokens as spent.
 const redis::Script kGcra(R"lua(
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local want = tonumber(ARGV[3]) or 1
+local mine = tonumber(ARGV[5]) or 0
+local life = tonumber(ARGV[6]) or 1000000
+local use = tonumber(ARGV[7]) or 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local held = mine
+local leases = redis.call('HGETALL', KEYS[2])
+for i = 1, #leases, 2 do
+  if leases[i] ~= ARGV[4] then
+    local n, lapse = string.match(leases[i + 1], '^(%d+):(%d+)$')
+    if n and tonumber(lapse) > now then held = held + tonumber(n) else redis.call('HDEL', KEYS[2], leases[i]) end
+  end
+end
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat or tat < now then tat = now end
-if tat - now > tolerance then
-  return {0, 0, tat - tolerance - now, tat - now}
+local due = tat + held * interval
+if want == 0 then
+  -- Renewal: the worker keeps what it holds, counted as spent, for another life.
+  if mine > 0 then
+    redis.call('HSET', KEYS[2], ARGV[4], string.format('%d:%.0f', mine, now + life))
+    redis.call('PEXPIRE', KEYS[2], math.floor(life / 1000) + 1000)
+  end
+  local left = 0
+  if due - now <= tolerance then left = math.floor((tolerance - (due - now)) / interval) + 1 end
+  return {0, left, 0, tat - now}
 end
-local new_tat = tat + interval
+if due - now > tolerance then
+  return {0, 0, due - tolerance - now, due - now}
+end
+local fit = math.floor((tolerance - (due - now)) / interval) + 1
+local n = math.max(1, math.min(want, fit))
+local new_tat = tat + n * interval
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1000)
-local backlog = new_tat - now
+local keep = mine + n - use
+if keep > 0 then
+  redis.call('HSET', KEYS[2], ARGV[4], string.format('%d:%.0f', keep, now + life))
+  redis.call('PEXPIRE', KEYS[2], math.floor(life / 1000) + 1000)
+elseif #leases > 0 then
+  redis.call('HDEL', KEYS[2], ARGV[4])
+end
+local backlog = new_tat + (held - mine + keep) * interval - now
 local remaining = 0
 if backlog <= tolerance then remaining = math.floor((tolerance - backlog) / interval) + 1 end
-return {1, remaining, 0, backlog}
+return {n, remaining, 0, new_tat - now}
 )lua");
 
 std::int64_t ceil_s(std::int64_t us) { return us <= 0 ? 0 : (us + 999'999) / 1'000'000; }
@@ -151,7 +197,10 @@ std::string TrustedProxies::client(const asio::ip::address& peer, std::string_vi
 }
 
 Limiter::Limiter(redis::Client& queue, LocalLimiter& local, Settings settings)
-    : queue_(queue), local_(local), settings_(std::move(settings)) {}
+    : queue_(queue), local_(local), settings_(std::move(settings)) {
+  std::random_device rd;
+  id_ = std::to_string(rd()) + "-" + std::to_string(rd());
+}
 
 asio::awaitable<Decision> Limiter::check(const std::string& bucket, const Policy& policy) {
   const std::string key = "pitstop:" + settings_.site + ":rl:" + policy.name + ":" + bucket;
@@ -172,17 +221,95 @@ asio::awaitable<Decision> Limiter::check(const std::string& bucket, const Policy
       pruned_ = now;
     }
   }
-  const std::string interval = std::to_string(policy.interval_us());
-  const std::string tolerance = std::to_string(policy.tolerance_us());
-  const std::string_view keys[] = {key};
-  const std::string_view args[] = {interval, tolerance};
-  auto r = co_await queue_.eval(kGcra, keys, args);
+  // Tokens this worker was granted ahead: no Redis round trip.
+  for (int round = 0;; ++round) {
+    auto it = leases_.find(key);
+    if (it == leases_.end()) break;
+    Lease& l = it->second;
+    if (round == 0) ++l.seen;
+    if (l.tokens > 0 && steady_clock::now() < l.expires) {
+      --l.tokens;
+      ++stats_.leased;
+      Decision d;
+      d.remaining = l.remaining + l.tokens;
+      d.reset_s = ceil_s(l.backlog_us - std::chrono::duration_cast<std::chrono::microseconds>(now - l.granted).count());
+      d.source = Decision::Source::lease;
+      // Topped up when half gone, renewed when half its life is: a client in steady use never
+      // meets an empty or lapsed lease, however slow it is.
+      if (!l.fetching && (l.tokens * 2 <= l.want || l.expires - steady_clock::now() < kLeaseLife / 2)) {
+        begin_fetch(l, co_await asio::this_coro::executor);
+        asio::co_spawn(co_await asio::this_coro::executor, prefetch(key, policy), asio::detached);
+      }
+      co_return d;
+    }
+    // A grant is on its way: wait for it rather than ask beside it (each grant is recorded in
+    // Redis as this worker's holding, one at a time), then ask if it did not cover this one.
+    if (!l.fetching || round >= 8) break;
+    auto wake = l.wake;
+    co_await wake->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return co_await ask(key, policy, now);
+}
+
+void Limiter::begin_fetch(Lease& l, const asio::any_io_executor& ex) {
+  l.fetching = true;
+  if (!l.wake) l.wake = std::make_shared<asio::steady_timer>(ex);
+  l.wake->expires_at(steady_clock::time_point::max());
+}
+
+void Limiter::end_fetch(const std::string& key) {
+  auto it = leases_.find(key);
+  if (it == leases_.end()) return;
+  it->second.fetching = false;
+  if (it->second.wake) it->second.wake->cancel();
+}
+
+// How many tokens to ask for: what the client used in the last second, twice over (so that a
+// prefetch lands before the lease runs dry), never more than an eighth of what Redis says is
+// left (near its limit a client is decided request by request), and one while it is slow.
+std::int64_t Limiter::Lease::next_want(steady_clock::time_point now, std::int64_t redis_remaining) {
+  if (now - window_start >= std::chrono::seconds(1)) {
+    rate = seen;
+    seen = 0;
+    window_start = now;
+  }
+  return std::clamp<std::int64_t>(std::min<std::int64_t>(2 * rate, redis_remaining / 8), 1, kMaxLease);
+}
+
+asio::awaitable<Decision> Limiter::ask(const std::string& key, const Policy& policy, steady_clock::time_point now) {
+  Lease& l = leases_[key];
+  if (l.window_start == steady_clock::time_point{}) {
+    l.window_start = now;
+    l.seen = 1;
+  }
+  // Here the worker holds no usable token: any left have lapsed, and Redis forgets them too.
+  l.tokens = 0;
+  const std::int64_t want = l.want;
+  // A lease is asked for by one request at a time (the others wait in check()); single
+  // decisions go side by side.
+  const bool leasing = want > 1 && !l.fetching;
+  if (leasing) begin_fetch(l, co_await asio::this_coro::executor);
+  auto r = co_await eval(key, policy, want, 0, 1);
+  if (leasing) end_fetch(key);
   Decision d;
-  if (r && r->type == redis::Reply::Type::array && r->elements.size() == 4) {
+  if (r) {
     ++stats_.redis;
     mode_ = "shared";
-    d = from_gcra(r->elements[0].integer == 1, r->elements[1].integer, r->elements[2].integer, r->elements[3].integer);
+    const auto& e = r->elements;
+    const std::int64_t granted = e[0].integer;
+    d = from_gcra(granted > 0, e[1].integer, e[2].integer, e[3].integer);
     d.source = Decision::Source::redis;
+    Lease& lease = leases_[key];  // the map may have grown while Redis was asked
+    if (granted > 0) {
+      lease.tokens += granted - 1;
+      d.remaining += lease.tokens;
+      lease.remaining = e[1].integer;
+      lease.backlog_us = e[3].integer;
+      lease.granted = now;
+      // From before Redis was asked: the tokens lapse here no later than Redis stops counting them.
+      lease.expires = now + kLeaseLife;
+    }
+    lease.want = lease.next_want(now, e[1].integer);
   } else if (settings_.fail_closed) {
     mode_ = "closed";
     d.allowed = false;
@@ -196,10 +323,62 @@ asio::awaitable<Decision> Limiter::check(const std::string& bucket, const Policy
   }
   if (!d.allowed) {
     ++stats_.refused;
+    leases_.erase(key);
     // Until the precise moment Redis would admit the next one, not the rounded Retry-After.
     if (settings_.shortcut && d.retry_after_us > 0) refused_until_[key] = now + std::chrono::microseconds(d.retry_after_us);
   }
+  prune(now);
   co_return d;
+}
+
+asio::awaitable<void> Limiter::prefetch(std::string key, Policy policy) {
+  std::int64_t want = 1, held = 0;
+  const auto now = steady_clock::now();
+  if (auto it = leases_.find(key); it != leases_.end()) {
+    held = it->second.tokens;
+    want = std::max<std::int64_t>(0, it->second.want - held);
+  }
+  auto r = co_await eval(key, policy, want, held, 0);
+  end_fetch(key);
+  auto it = leases_.find(key);
+  if (it == leases_.end()) co_return;
+  Lease& l = it->second;
+  if (!r) co_return;  // the next request past the lease asks (and falls back) itself
+  ++stats_.prefetches;
+  const auto& e = r->elements;
+  if (want == 0 && e[2].integer == 0) {
+    l.expires = now + kLeaseLife;  // renewed
+    l.remaining = e[1].integer;
+  } else if (e[0].integer > 0) {
+    l.tokens += e[0].integer;
+    l.remaining = e[1].integer;
+    l.backlog_us = e[3].integer;
+    l.granted = now;
+    l.expires = now + kLeaseLife;
+  }
+  l.want = l.next_want(now, e[1].integer);
+}
+
+asio::awaitable<std::optional<redis::Reply>> Limiter::eval(const std::string& key, const Policy& policy, std::int64_t want,
+                                                           std::int64_t held, int use) {
+  const std::string interval = std::to_string(policy.interval_us());
+  const std::string tolerance = std::to_string(policy.tolerance_us());
+  const std::string n = std::to_string(want);
+  const std::string mine = std::to_string(held);
+  const std::string life = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(kLeaseLife).count());
+  const std::string leases = key + ":held";
+  const std::string_view keys[] = {key, leases};
+  const std::string used = std::to_string(use);
+  const std::string_view args[] = {interval, tolerance, n, id_, mine, life, used};
+  auto r = co_await queue_.eval(kGcra, keys, args);
+  if (!r || r->type != redis::Reply::Type::array || r->elements.size() != 4) co_return std::nullopt;
+  co_return std::move(*r);
+}
+
+void Limiter::prune(steady_clock::time_point now) {
+  if (now - leases_pruned_ < std::chrono::seconds(10)) return;
+  std::erase_if(leases_, [&](const auto& kv) { return !kv.second.fetching && now - kv.second.window_start > std::chrono::seconds(10); });
+  leases_pruned_ = now;
 }
 
 }  // namespace pitstop::limits

@@ -5,6 +5,7 @@
 // client already known to be over its limit without asking anyone.
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -12,7 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/address.hpp>
 
 #include "proxy/redis/client.hpp"
@@ -36,7 +39,7 @@ struct Decision {
   std::int64_t reset_s = 0;       // seconds until the quota is whole again
   std::int64_t retry_after_s = 0; // refused: seconds until the next request is admitted
   std::int64_t retry_after_us = 0;
-  enum class Source { redis, local, shortcut, closed } source = Source::redis;
+  enum class Source { redis, lease, local, shortcut, closed } source = Source::redis;
 };
 
 // The IETF RateLimit fields: RateLimit-Policy: "get";q=200;w=60 and RateLimit: "get";r=17;t=12
@@ -85,16 +88,43 @@ class Limiter {
   boost::asio::awaitable<Decision> check(const std::string& bucket, const Policy& policy);
 
   struct Stats {
-    std::uint64_t redis = 0, local = 0, shortcut = 0, refused = 0;
+    std::uint64_t redis = 0, leased = 0, local = 0, shortcut = 0, refused = 0;
+    std::uint64_t prefetches = 0;  // grants asked for ahead, in the background
   };
   const Stats& stats() const { return stats_; }
   // What decided the last request: "shared" (Redis), "local" or "closed".
   const char* mode() const { return mode_; }
 
  private:
+  // Tokens granted by Redis ahead of use, per bucket (see check()).
+  static constexpr std::int64_t kMaxLease = 64;
+  static constexpr std::chrono::seconds kLeaseLife{1};
+  struct Lease {
+    std::int64_t tokens = 0;      // granted, not used yet; lapse at `expires`
+    std::int64_t remaining = 0;   // Redis's remaining after the last grant
+    std::int64_t backlog_us = 0;  // and its backlog
+    std::chrono::steady_clock::time_point granted, expires;
+    std::int64_t want = 1;        // size of the next grant
+    std::int64_t seen = 0, rate = 0;  // requests this second, and in the last
+    std::chrono::steady_clock::time_point window_start;
+    bool fetching = false;  // a lease is being asked for; requests without a token wait on `wake`
+    std::shared_ptr<boost::asio::steady_timer> wake;
+    std::int64_t next_want(std::chrono::steady_clock::time_point now, std::int64_t redis_remaining);
+  };
+  boost::asio::awaitable<Decision> ask(const std::string& key, const Policy& policy, std::chrono::steady_clock::time_point now);
+  boost::asio::awaitable<void> prefetch(std::string key, Policy policy);
+  boost::asio::awaitable<std::optional<redis::Reply>> eval(const std::string& key, const Policy& policy, std::int64_t want,
+                                                           std::int64_t held, int use);
+  void prune(std::chrono::steady_clock::time_point now);
+  void begin_fetch(Lease& l, const boost::asio::any_io_executor& ex);
+  void end_fetch(const std::string& key);
+
   redis::Client& queue_;
   LocalLimiter& local_;
   Settings settings_;
+  std::unordered_map<std::string, Lease> leases_;
+  std::string id_;  // this worker's, in Redis's record of held tokens
+  std::chrono::steady_clock::time_point leases_pruned_{};
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> refused_until_;
   std::chrono::steady_clock::time_point pruned_{};
   Stats stats_;
