@@ -402,3 +402,12 @@ TEST_F(HttpServer, DrainFinishesInFlightRequestsAndClosesIdleOnes) {
   // No longer accepting.
   EXPECT_THROW(RawClient late(port_), std::runtime_error);
 }
+
+// Header values may carry user data (an ETag, a parameter in Cache-Status): a CR or LF in one
+// must never end the line and start a header of the client's choosing.
+TEST(Response, HeaderValuesCannotSplitTheHeaderBlock) {
+  http::Response r;
+  r.set_header("ETag", "\"abc\"");
+  r.set_header("Cache-Status", "pitstop; detail=x\r\nSet-Cookie: sid=evil\nX: y\r");
+  EXPECT_EQ(r.headers, "ETag: \"abc\"\r\nCache-Status: pitstop; detail=x  Set-Cookie: sid=evil X: y \r\n");
+}

@@ -25,7 +25,11 @@ std::string_view http_date() {
 
 void append_clean(std::string& out, std::string_view v) {
   // Header values come from our own code, but may carry user data: never let one end the line.
-  for (char c : v) out.push_back((c == '\r' || c == '\n') ? ' ' : c);
+  const std::size_t at = out.size();
+  out.append(v);
+  if (v.find_first_of("\r\n") == std::string_view::npos) return;
+  for (std::size_t i = at; i < out.size(); ++i)
+    if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
 }
 
 bool is_frappe_exception(std::string_view t) {
@@ -102,6 +106,7 @@ void write_head(std::string& out, const Response& r, bool keep_alive, std::size_
 }
 
 void Response::set_header(std::string_view name, std::string_view value) {
+  if (headers.empty()) headers.reserve(256);  // a hit's ETag, Cache-Status and RateLimit fields
   append_clean(headers, name);
   headers.append(": ");
   append_clean(headers, value);

@@ -119,8 +119,32 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
     parser.body_limit(cfg.max_body_bytes);
+    // The header is usually all in the buffer already: parse it here rather than through
+    // async_read_header, whose completion costs a trip through the scheduler per request.
+    error_code hec;
+    std::size_t hn = 0;
     arm(s, cfg.header_read);
-    auto [hec, hn] = co_await bhttp::async_read_header(s->socket, buffer, parser, kToken);
+    while (true) {
+      if (buffer.size() > 0) {
+        const std::size_t used = parser.put(buffer.data(), hec);
+        buffer.consume(used);
+        hn += used;
+        if (hec == bhttp::error::need_more) hec = {};
+        if (hec || parser.is_header_done()) break;
+      }
+      const std::size_t room = std::min(kReadChunk, buffer.max_size() - buffer.size());
+      if (room == 0) {
+        hec = bhttp::error::header_limit;
+        break;
+      }
+      auto [rec, n] = co_await s->socket.async_read_some(buffer.prepare(room), kToken);
+      if (rec) {
+        // As Beast says it: the connection closed before a request began, or within one.
+        hec = rec == asio::error::eof ? (hn == 0 && buffer.size() == 0 ? bhttp::error::end_of_stream : bhttp::error::partial_message) : rec;
+        break;
+      }
+      buffer.commit(n);
+    }
     disarm(s);
     if (hec) {
       if (s->timed_out) {

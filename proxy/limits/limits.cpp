@@ -264,16 +264,16 @@ void Limiter::end_fetch(const std::string& key) {
   if (it->second.wake) it->second.wake->cancel();
 }
 
-// How many tokens to ask for: what the client used in the last second, twice over (so that a
-// prefetch lands before the lease runs dry), never more than an eighth of what Redis says is
-// left (near its limit a client is decided request by request), and one while it is slow.
+// How many tokens to ask for: a second's worth at the client's rate over the last tenth of a
+// second (prefetched at half, so a lease rarely runs dry), never more than an eighth of what
+// Redis says is left (near its limit a client is decided request by request), one while slow.
 std::int64_t Limiter::Lease::next_want(steady_clock::time_point now, std::int64_t redis_remaining) {
-  if (now - window_start >= std::chrono::seconds(1)) {
-    rate = seen;
+  if (now - window_start >= std::chrono::milliseconds(100)) {
+    rate = seen * 1000 / std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(now - window_start).count());
     seen = 0;
     window_start = now;
   }
-  return std::clamp<std::int64_t>(std::min<std::int64_t>(2 * rate, redis_remaining / 8), 1, kMaxLease);
+  return std::clamp<std::int64_t>(std::min<std::int64_t>(rate, redis_remaining / 8), 1, kMaxLease);
 }
 
 asio::awaitable<Decision> Limiter::ask(const std::string& key, const Policy& policy, steady_clock::time_point now) {

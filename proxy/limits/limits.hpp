@@ -105,7 +105,7 @@ class Limiter {
     std::int64_t backlog_us = 0;  // and its backlog
     std::chrono::steady_clock::time_point granted, expires;
     std::int64_t want = 1;        // size of the next grant
-    std::int64_t seen = 0, rate = 0;  // requests this second, and in the last
+    std::int64_t seen = 0, rate = 0;  // requests since window_start; the last window's, per second
     std::chrono::steady_clock::time_point window_start;
     bool fetching = false;  // a lease is being asked for; requests without a token wait on `wake`
     std::shared_ptr<boost::asio::steady_timer> wake;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -38,6 +39,8 @@ int hex_value(char c) {
 
 // Percent-decoding as werkzeug does it: a '%' not followed by two hex digits stays as it is.
 std::string percent_decode(std::string_view in, bool plus_is_space) {
+  // Most paths and values have nothing to decode: one copy.
+  if (in.find('%') == std::string_view::npos && (!plus_is_space || in.find('+') == std::string_view::npos)) return std::string(in);
   std::string out;
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -58,6 +61,13 @@ std::string percent_decode(std::string_view in, bool plus_is_space) {
 bool valid_utf8(std::string_view s) {
   std::size_t i = 0;
   auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  // ASCII eight bytes at a time.
+  while (i + 8 <= s.size()) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (w & 0x8080808080808080ULL) break;
+    i += 8;
+  }
   while (i < s.size()) {
     unsigned char c = b(i);
     if (c < 0x80) {
@@ -659,6 +669,10 @@ boost::system::result<Values, RequestError> bind_params(const Rule& rule, const 
 
 namespace {
 void append_escaped(std::string& key, std::string_view v) {
+  if (v.find_first_of("\\\x1f") == std::string_view::npos) {
+    key.append(v);
+    return;
+  }
   for (char c : v) {
     if (c == '\\') key += "\\\\";
     else if (c == '\x1f') key += "\\u";
