@@ -7,7 +7,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <ctime>
 
 #include "proxy/json/writer.hpp"
 #include "proxy/log/log.hpp"
@@ -18,18 +17,7 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 using std::chrono::steady_clock;
 
-std::string utc_now() {
-  using namespace std::chrono;
-  auto now = system_clock::now();
-  std::time_t t = system_clock::to_time_t(now);
-  auto us = duration_cast<microseconds>(now.time_since_epoch()).count() % 1000000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, static_cast<int>(us));
-  return buf;
-}
+std::string utc_now() { return log::utc_text(std::chrono::system_clock::now(), 'T', 6, true); }
 
 std::string encode(const Event& e) {
   std::string out;
@@ -177,17 +165,7 @@ asio::awaitable<void> Relay::run() {
 }
 
 namespace {
-std::string sql_time(std::chrono::system_clock::time_point tp) {
-  using namespace std::chrono;
-  std::time_t t = system_clock::to_time_t(tp);
-  auto us = duration_cast<microseconds>(tp.time_since_epoch()).count() % 1000000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, static_cast<int>(us));
-  return buf;
-}
+std::string sql_time(std::chrono::system_clock::time_point tp) { return log::utc_text(tp, ' ', 6, false); }
 }  // namespace
 
 asio::awaitable<std::size_t> Relay::pass() {

@@ -27,16 +27,22 @@ bool parse_level(std::string_view text, Level& out) {
   return false;
 }
 
-void write(Level lvl, std::string_view line) {
+std::string utc_text(std::chrono::system_clock::time_point tp, char sep, int digits, bool zulu) {
   using namespace std::chrono;
-  auto now = system_clock::now();
-  std::time_t t = system_clock::to_time_t(now);
-  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  const std::time_t t = system_clock::to_time_t(tp);
+  long long frac = duration_cast<microseconds>(tp.time_since_epoch()).count() % 1000000;
+  if (frac < 0) frac += 1000000;
+  for (int d = 6; d > digits; --d) frac /= 10;
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char stamp[64];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d%c%02d:%02d:%02d.%0*lld%s", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, sep,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, digits, frac, zulu ? "Z" : "");
+  return buf;
+}
+
+void write(Level lvl, std::string_view line) {
+  const std::string stamp = utc_text(std::chrono::system_clock::now(), 'T', 3, true) + " ";
   std::string out;
   out.reserve(line.size() + 64);
   out += stamp;

@@ -13,6 +13,7 @@
 #include "proxy/origin/origin.hpp"
 #include "proxy/origin/write.hpp"
 #include "proxy/json/writer.hpp"
+#include "proxy/log/log.hpp"
 
 namespace pitstop::origin {
 
@@ -36,18 +37,7 @@ std::string ident(std::string_view name) {
 }
 
 // The server's clock, as Frappe's now(): "YYYY-MM-DD HH:MM:SS.ffffff".
-std::string now_text() {
-  using namespace std::chrono;
-  auto now = system_clock::now();
-  std::time_t t = system_clock::to_time_t(now);
-  auto us = duration_cast<microseconds>(now.time_since_epoch()).count() % 1000000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, static_cast<int>(us));
-  return buf;
-}
+std::string now_text() { return log::utc_text(std::chrono::system_clock::now(), ' ', 6, false); }
 
 // Frappe names child rows (and "hash" doctypes) with 10 random hex characters.
 std::string random_name() {
