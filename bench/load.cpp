@@ -20,10 +20,12 @@
 
 #include "bench/load/run.hpp"
 #include "bench/load/workload.hpp"
+#include "proxy/json/writer.hpp"
 
 namespace {
 
 using namespace pitstop::load;
+namespace json = pitstop::json;
 
 constexpr std::string_view kUsage = R"(usage: pitstop-load --url http://HOST:PORT --workload FILE --credentials FILE [options]
 
@@ -266,13 +268,6 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  append_json_escaped(out, s);
-  out += '"';
-  return out;
-}
-
 void print_table(const Plan& plan, const Workload& w, const Outcome& out, const std::string& label) {
   const Stats& s = out.stats;
   const auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
@@ -325,87 +320,66 @@ void print_table(const Plan& plan, const Workload& w, const Outcome& out, const 
   for (const auto& e : s.stale_examples) std::printf("  stale read   %s\n", e.c_str());
 }
 
+// Figures rounded for reading (0.1 µs, 1 ms of duration); the keys are bench/compare's interface.
+double round_to(double v, double step) {
+  const double per = std::round(1.0 / step);  // divided, not multiplied: 1114.1, not 1114.1000000000001
+  return std::round(v * per) / per;
+}
+double ratio(std::uint64_t a, std::uint64_t b) { return static_cast<double>(a) / static_cast<double>(b); }
+
 std::string json_line(const Plan& plan, const Workload& w, const Outcome& out, const std::string& label) {
   const Stats& s = out.stats;
-  std::string j = "{";
-  auto key = [&](std::string_view k) {
-    if (j.size() > 1 && j.back() != '{') j += ',';
-    j += json_string(k);
-    j += ':';
-  };
-  auto num = [&](std::string_view k, std::uint64_t v) { key(k), j += std::to_string(v); };
-  auto dbl = [&](std::string_view k, const char* f, double v) { key(k), j += fmt(f, v); };
-  key("label"), j += json_string(label);
-  key("workload"), j += json_string(w.name);
-  key("url"), j += json_string(plan.url);
-  key("mode"), j += plan.open ? "\"open\"" : "\"closed\"";
-  key("dataset"), j += json_string(w.dataset);
-  num("users", plan.users);
-  num("threads", plan.threads);
-  num("connections", plan.connections);
-  if (plan.open) dbl("rate", "%.6g", plan.rate);
-  else key("rate"), j += "null";
-  num("think_ms", plan.think_ms);
-  num("seed", plan.seed);
-  dbl("warmup_s", "%.3f", plan.warmup_s);
-  dbl("duration_s", "%.3f", out.measured_s);
-  num("requests", s.requests);
-  num("responses", s.responses);
+  std::string j;
+  json::Writer o(j);
+  o.begin_object();
+  o.member("label", label).member("workload", w.name).member("url", plan.url);
+  o.member("mode", plan.open ? "open" : "closed").member("dataset", w.dataset);
+  o.member("users", std::uint64_t{plan.users}).member("threads", std::uint64_t{plan.threads});
+  o.member("connections", std::uint64_t{plan.connections});
+  if (plan.open) o.member("rate", plan.rate);
+  else o.key("rate").null();
+  o.member("think_ms", std::uint64_t{plan.think_ms}).member("seed", std::uint64_t{plan.seed});
+  o.member("warmup_s", round_to(plan.warmup_s, 0.001)).member("duration_s", round_to(out.measured_s, 0.001));
+  o.member("requests", s.requests).member("responses", s.responses);
   // Throughput counts answers (429s included): failures and dropped arrivals are not served.
-  dbl("rps", "%.1f", out.measured_s > 0 ? static_cast<double>(s.responses) / out.measured_s : 0);
-  key("latency_us"), j += "{";
-  dbl("p50", "%.1f", us(s.latency.percentile(0.50)));
-  dbl("p90", "%.1f", us(s.latency.percentile(0.90)));
-  dbl("p99", "%.1f", us(s.latency.percentile(0.99)));
-  dbl("p999", "%.1f", us(s.latency.percentile(0.999)));
-  dbl("max", "%.1f", us(s.latency.max()));
-  dbl("mean", "%.1f", s.latency.mean() / 1000.0);
-  j += "}";
-  key("latency_from"), j += plan.open ? "\"intended\"" : "\"sent\"";
-  key("status"), j += "{";
+  o.member("rps", round_to(out.measured_s > 0 ? static_cast<double>(s.responses) / out.measured_s : 0, 0.1));
+  o.key("latency_us").begin_object();
+  o.member("p50", round_to(us(s.latency.percentile(0.50)), 0.1)).member("p90", round_to(us(s.latency.percentile(0.90)), 0.1));
+  o.member("p99", round_to(us(s.latency.percentile(0.99)), 0.1)).member("p999", round_to(us(s.latency.percentile(0.999)), 0.1));
+  o.member("max", round_to(us(s.latency.max()), 0.1)).member("mean", round_to(s.latency.mean() / 1000.0, 0.1));
+  o.end_object();
+  o.member("latency_from", plan.open ? "intended" : "sent");
+  o.key("status").begin_object();
   for (std::size_t i = 0; i < s.status.size(); ++i)
-    if (s.status[i]) num(std::to_string(i), s.status[i]);
-  j += "}";
-  key("errors"), j += "{";
-  num("connect", s.connect);
-  num("timeout", s.timeout);
-  num("io", s.io);
-  num("4xx", s.client);
-  num("5xx", s.server);
-  num("overload", s.overload);
-  j += "}";
-  dbl("error_rate", "%.6g", s.requests ? static_cast<double>(s.errors()) / static_cast<double>(s.requests) : 0.0);
-  num("rate_limited", s.limited);
+    if (s.status[i]) o.member(std::to_string(i), s.status[i]);
+  o.end_object();
+  o.key("errors").begin_object();
+  o.member("connect", s.connect).member("timeout", s.timeout).member("io", s.io);
+  o.member("4xx", s.client).member("5xx", s.server).member("overload", s.overload);
+  o.end_object();
+  o.member("error_rate", s.requests ? ratio(s.errors(), s.requests) : 0.0);
+  o.member("rate_limited", s.limited);
   // hit_ratio: the workload's reads; hit_ratio_all: every answer, the writes' own reads included.
-  if (s.read_hits + s.read_misses) dbl("hit_ratio", "%.6g", static_cast<double>(s.read_hits) / static_cast<double>(s.read_hits + s.read_misses));
-  else key("hit_ratio"), j += "null";
-  num("hits", s.read_hits);
-  num("misses", s.read_misses);
-  if (s.hits + s.misses) dbl("hit_ratio_all", "%.6g", static_cast<double>(s.hits) / static_cast<double>(s.hits + s.misses));
-  else key("hit_ratio_all"), j += "null";
-  num("writes", s.writes);
-  num("checks", s.checks);
-  num("stale_reads", s.stale);
-  num("unchecked", s.unchecked);
-  num("retries", s.retries);
-  key("interrupted"), j += out.interrupted ? "true" : "false";
-  key("by_request"), j += "{";
+  if (s.read_hits + s.read_misses) o.member("hit_ratio", ratio(s.read_hits, s.read_hits + s.read_misses));
+  else o.key("hit_ratio").null();
+  o.member("hits", s.read_hits).member("misses", s.read_misses);
+  if (s.hits + s.misses) o.member("hit_ratio_all", ratio(s.hits, s.hits + s.misses));
+  else o.key("hit_ratio_all").null();
+  o.member("writes", s.writes).member("checks", s.checks).member("stale_reads", s.stale);
+  o.member("unchecked", s.unchecked).member("retries", s.retries).member("interrupted", out.interrupted);
+  o.key("by_request").begin_object();
   const auto names = request_names(w);
   for (std::size_t i = 0; i < s.by_request.size() && i < names.size(); ++i) {
     const RequestStats& r = s.by_request[i];
     if (!r.requests) continue;
-    key(names[i]), j += '{';
-    num("requests", r.requests);
-    num("errors", r.errors);
-    num("rate_limited", r.limited);
-    num("hits", r.hits);
-    num("misses", r.misses);
-    dbl("p50", "%.1f", us(r.latency.percentile(0.5)));
-    dbl("p99", "%.1f", us(r.latency.percentile(0.99)));
-    j += "}";
+    o.key(names[i]).begin_object();
+    o.member("requests", r.requests).member("errors", r.errors).member("rate_limited", r.limited);
+    o.member("hits", r.hits).member("misses", r.misses);
+    o.member("p50", round_to(us(r.latency.percentile(0.5)), 0.1)).member("p99", round_to(us(r.latency.percentile(0.99)), 0.1));
+    o.end_object();
   }
-  j += "}";
-  j += "}";
+  o.end_object();
+  o.end_object();
   return j;
 }
 

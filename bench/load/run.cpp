@@ -34,6 +34,7 @@
 #include <unordered_map>
 
 #include "bench/load/checks.hpp"
+#include "proxy/json/writer.hpp"
 
 namespace pitstop::load {
 
@@ -410,7 +411,7 @@ class Actor {
       scratch_.clear();
       wl_.keys[k].append_value(scratch_, ranks_[k]);
       if (url) append_url_component(out, scratch_);
-      else append_json_escaped(out, scratch_);
+      else json::append_escaped(out, scratch_);
     }
   }
 
@@ -441,15 +442,15 @@ class Actor {
     const std::string vehicle = value(no.vehicle_key, v);
     const auto& dates = wl_.keys[static_cast<std::size_t>(no.date_key)];
     body_.assign("{\"customer\":\"");
-    append_json_escaped(body_, value(no.customer_key, customer));
+    json::append_escaped(body_, value(no.customer_key, customer));
     body_.append("\",\"vehicle\":\"");
-    append_json_escaped(body_, vehicle);
+    json::append_escaped(body_, vehicle);
     body_.append("\",\"service_date\":\"");
-    append_json_escaped(body_, value(no.date_key, dates.draw(rng_)));
+    json::append_escaped(body_, value(no.date_key, dates.draw(rng_)));
     body_.append("\",\"service_type\":\"");
-    append_json_escaped(body_, no.service_type);
+    json::append_escaped(body_, no.service_type);
     body_.append("\",\"status\":\"");
-    append_json_escaped(body_, no.status);
+    json::append_escaped(body_, no.status);
     body_.append("\"}");
     bool counted = false;
     Fail f = co_await send(c, step(kOrderPost), "POST", kOrders, body_, intended, true, counted);
@@ -493,7 +494,7 @@ class Actor {
     auto at = std::find(su.statuses.begin(), su.statuses.end(), doc->status);
     const std::string& next = at == su.statuses.end() || at + 1 == su.statuses.end() ? su.statuses.front() : *(at + 1);
     body_.assign("{\"status\":\"");
-    append_json_escaped(body_, next);
+    json::append_escaped(body_, next);
     body_.append("\"}");
     f = co_await send(c, step(kOrderPut), "PUT", doc_target, body_, Clock::now(), false, counted);
     if (f != Fail::none || reply_.status != 200) co_return f;

@@ -570,22 +570,6 @@ void append_url_component(std::string& out, std::string_view v) {
   }
 }
 
-void append_json_escaped(std::string& out, std::string_view v) {
-  for (char ch : v) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-}
-
 bool load_workload(const std::string& file, const std::string& dataset, Workload& w, std::string& error) {
   Ctx c{file, {}};
   std::ifstream in(file, std::ios::binary);

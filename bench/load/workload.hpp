@@ -138,7 +138,5 @@ bool load_workload(const std::string& file, const std::string& dataset, Workload
 
 // Appends `v` percent-encoded as a URL component (everything but A-Z a-z 0-9 - . _ ~).
 void append_url_component(std::string& out, std::string_view v);
-// Appends `v` as the inside of a JSON string.
-void append_json_escaped(std::string& out, std::string_view v);
 
 }  // namespace pitstop::load

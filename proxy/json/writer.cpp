@@ -37,6 +37,11 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
 void append_string(std::string& out, std::string_view s) {
   out.reserve(out.size() + s.size() + 2);
   out.push_back('"');
+  append_escaped(out, s);
+  out.push_back('"');
+}
+
+void append_escaped(std::string& out, std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
     // Copy the longest run that needs no escaping in one go.
@@ -79,7 +84,6 @@ void append_string(std::string& out, std::string_view s) {
     }
     ++i;
   }
-  out.push_back('"');
 }
 
 void append_double(std::string& out, double v) {

@@ -11,6 +11,8 @@ namespace pitstop::json {
 
 // Appends `s` as a quoted JSON string.
 void append_string(std::string& out, std::string_view s);
+// The same without the quotes: for a value going between quotes a template already has.
+void append_escaped(std::string& out, std::string_view s);
 // Appends a number as Python's repr(float) would print it (Frappe turns Decimal into float):
 // 1500.0, 0.1, 1e+16; NaN and infinities, which JSON cannot express, become null.
 void append_double(std::string& out, double v);
