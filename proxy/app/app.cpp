@@ -44,21 +44,10 @@ tcp::endpoint resolve_listen(const config::Config& cfg) {
 
 Shared::Shared(const config::Config& c)
     : cfg(c), rules(rules::RuleSet::load(c.rules_file, c)), queries(origin::load_queries(*rules)), l1(c.cache.l1_bytes) {
-  // Until the outbox relay has delivered what a previous run left undelivered (the process died
-  // after a commit), Redis may hold answers that a committed write made stale.
-  l2_suspect_since.store(std::chrono::steady_clock::now().time_since_epoch().count());
-  // A fill asks the log about its whole duration: the origin's timeout, or Redis's.
-  invalidations.set_retention(std::max(c.timeouts.origin, c.redis_cache.command_timeout) + std::chrono::seconds(30));
   for (const auto& p : c.limiting.trusted_proxies) {
     std::string why;
     if (!trusted_proxies.add(p, why)) throw config::ConfigError(c.source + ": $.limiting.trusted_proxies: " + why);
   }
-}
-
-void Shared::l2_failed() {
-  std::int64_t expected = 0;
-  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
-  l2_suspect_since.compare_exchange_strong(expected, now);
 }
 
 void check(const config::Config& cfg) { Shared shared(cfg); }

@@ -74,8 +74,8 @@ asio::awaitable<http::Response> readiness(Worker& w) {
   // Invalidation keeps the caches honest: without events, L1 is off; until the outbox relay has
   // caught up (after a start or a Redis failure), Redis is not used. Both make answers slower,
   // never wrong, but an instance in that state is not ready.
-  const bool events = w.shared().l1_live.load();
-  const bool relay = w.shared().l2_trusted();
+  const bool events = w.shared().trust.l1_usable();
+  const bool relay = w.shared().trust.l2_trusted();
   std::string body;
   json::Writer out(body);
   out.begin_object();

@@ -12,8 +12,6 @@ namespace pitstop::app {
 
 namespace asio = boost::asio;
 using cache::EntryPtr;
-using cache::Outcome;
-using cache::OutcomePtr;
 
 namespace {
 
@@ -21,27 +19,52 @@ http::Response from_failure(unsigned status, std::string_view exc_type, std::str
   return http::error_response(status, exc_type, message);
 }
 
-std::string cache_status(std::string_view params) {
-  std::string s = "pitstop; ";
-  s.append(params);
-  return s;
-}
-
-http::Response answer(const EntryPtr& e, std::string status_field, const http::Request& req) {
+// The answer to a read, from its entry: a cached body is sent from the entry itself, without a
+// copy; a matching If-None-Match gets 304.
+http::Response answer(const cache::Answer& a, const http::Request& req) {
+  const EntryPtr& e = a.entry;
   http::Response r;
   r.status = e->status;
   r.content_type = e->content_type;
   if (!e->etag.empty()) r.set_header("ETag", e->etag);
-  r.set_header("Cache-Status", std::move(status_field));
+  r.set_header("Cache-Status", cache::cache_status(a));
   const auto inm = req.header("If-None-Match");
   if (e->status == 200 && !inm.empty() && !e->etag.empty() && cache::etag_matches(inm, e->etag)) {
     r.status = 304;
     return r;
   }
-  // The cached body is sent from the entry itself, without a copy.
   r.shared_body = std::shared_ptr<const std::string>(e, &e->body);
   return r;
 }
+
+// A rule's origin, as the read path's source: owns what it needs, since a refresh outlives the
+// request that started it.
+class RuleSource final : public cache::Source {
+ public:
+  RuleSource(Worker& worker, const rules::Rule& rule, rules::Values captures, rules::Values params, origin::ListRequest list)
+      : worker_(worker), rule_(rule), captures_(std::move(captures)), params_(std::move(params)), list_(std::move(list)) {}
+
+  asio::awaitable<cache::Fetched> fetch() override {
+    cache::Fetched out;
+    auto body = co_await worker_.fetch_origin(rule_, captures_, params_, list_);
+    if (!body) {
+      auto r = http::error_response(body.error().status, body.error().exc_type, body.error().message);
+      out.status = r.status;
+      out.body = std::move(r.body);
+      out.transient = body.error().transient;
+      co_return out;
+    }
+    out.tags = rules::render_tags(rule_.tags, captures_, params_, *body);
+    out.body = std::move(*body);
+    co_return out;
+  }
+
+ private:
+  Worker& worker_;
+  const rules::Rule& rule_;
+  rules::Values captures_, params_;
+  origin::ListRequest list_;
+};
 
 origin::ListRequest list_request(const rules::Values& query) {
   origin::ListRequest l;
@@ -117,8 +140,6 @@ std::optional<std::string> Router::permission_denied(const rules::Rule& rule, co
   return std::nullopt;
 }
 
-std::chrono::milliseconds Router::cfg_origin_timeout() const { return worker_.config().timeouts.origin; }
-
 asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   const auto raw_path = req.path();
   if (raw_path == "/healthz" || raw_path == "/readyz") {
@@ -150,21 +171,18 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   // Refusals from a rule say so in Cache-Status too: the cache was not consulted.
   auto refused = [](unsigned status, std::string_view exc_type, std::string_view message) {
     auto r = from_failure(status, exc_type, message);
-    r.set_header("Cache-Status", "pitstop; detail=refused");
+    r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::refused}));
     return r;
   };
   auto query = rules::parse_query(req.query());
   if (!query) co_return refused(query.error().status, query.error().exc_type, query.error().message);
   auto params = rules::bind_params(*rule, *query);
   if (!params) co_return refused(params.error().status, params.error().exc_type, params.error().message);
-  FetchJob job;
-  job.rule = rule;
-  job.captures = std::move(captures);
-  job.params = std::move(*params);
+  origin::ListRequest list;
   std::string canonical;
   if (rule->origin == rules::Origin::resource_list) {
-    job.list = list_request(*query);
-    auto c = origin::canonical_list_request(job.list);
+    list = list_request(*query);
+    auto c = origin::canonical_list_request(list);
     if (!c) co_return refused(417, "ValidationError", c.error().message);
     canonical = std::move(*c);
   }
@@ -204,15 +222,18 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
     }
   }
   // Roles: the rule's, and for resources the doctype's permission for the action.
-  if (auto denied = permission_denied(*rule, job.captures, *identity)) co_return refused(403, "PermissionError", *denied);
+  if (auto denied = permission_denied(*rule, captures, *identity)) co_return refused(403, "PermissionError", *denied);
 
   http::Response response;
   if (rules::is_write(rule->origin)) {
-    response = co_await write(*rule, job.captures, *identity, req);
+    response = co_await write(*rule, captures, *identity, req);
   } else {
-    job.key = rules::cache_key(cfg.site, *rule, job.captures, job.params, canonical, identity->user);
-    job.category = &cfg.cache.categories.at(rule->category);
-    response = co_await serve(std::move(job), req);
+    const auto& category = cfg.cache.categories.at(rule->category);
+    cache::Read read;
+    read.key = rules::cache_key(cfg.site, *rule, captures, *params, canonical, identity->user);
+    read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
+    read.source = std::make_shared<RuleSource>(worker_, *rule, std::move(captures), std::move(*params), std::move(list));
+    response = co_await serve(std::move(read), req);
   }
   // The limit's fields go on the answer, never into a cached entry.
   if (policy) {
@@ -222,99 +243,20 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   co_return response;
 }
 
-asio::awaitable<http::Response> Router::serve(FetchJob job, const http::Request& req) {
-  auto& shared = worker_.shared();
-  if (!worker_.config().cache.enabled) {
-    // The no-cache baseline: every read is an origin query, nothing is kept or shared.
-    auto outcome = co_await fetch(job, false);
-    co_return answer(outcome->entry, cache_status("fwd=bypass; detail=cache-off"), req);
-  }
-  const std::int64_t now = cache::now_ms();
-  const bool l1_live = shared.l1_live.load(std::memory_order_relaxed);
-  EntryPtr e = l1_live ? shared.l1.get(job.key, now) : nullptr;
-  const char* source = "l1";
-  bool redis_down = !shared.l2_trusted();
-  if (!e && !redis_down) {
-    const auto asked = std::chrono::steady_clock::now();
-    auto r = co_await worker_.store().get(job.key);
-    if (!r) {
-      redis_down = true;
-      shared.l2_failed();
-    } else {
-      job.redis_ms = r->redis_ms;
-      if (r->entry && !r->entry->dead(now)) {
-        e = r->entry;
-        source = "redis";
-        // Not if an invalidation of its tags arrived while Redis was being asked.
-        if (l1_live) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tag_hashes, asked); });
-      }
-    }
-  }
-  const std::string down = redis_down ? "; detail=redis-down" : "";
-  if (e && e->fresh(now))
-    co_return answer(e, cache_status("hit; ttl=" + std::to_string(e->ttl_left_s(now)) + "; detail=" + source), req);
-
-  if (e && now < e->expires_ms() + e->swr_ms) {
-    // Stale while revalidate: this answer now, one refresh in the background.
-    auto ticket = shared.flights.join(job.key);
-    if (ticket.leader) asio::co_spawn(worker_.ioc(), refresh(std::move(job), ticket.flight), asio::detached);
-    co_return answer(e, cache_status("hit; ttl=" + std::to_string(e->ttl_left_s(now)) + "; detail=stale-while-revalidate"), req);
-  }
-
-  auto ticket = shared.flights.join(job.key);
-  OutcomePtr outcome;
-  if (ticket.leader) {
-    // A fetch may have finished while this request was looking in Redis: its answer is in L1
-    // (or Redis, without L1) by now, and fetching again would be a second origin query.
-    EntryPtr late = shared.l1_live.load() ? shared.l1.get(job.key, cache::now_ms()) : nullptr;
-    const char* late_source = "l1";
-    if (!late && !shared.l1.enabled() && shared.l2_trusted()) {
-      auto r = co_await worker_.store().get(job.key);
-      if (r && r->entry) late = r->entry;
-      late_source = "redis";
-    }
-    if (late && late->fresh(cache::now_ms())) {
-      auto o = std::make_shared<Outcome>();
-      o->entry = late;
-      shared.flights.finish(job.key, ticket.flight, o);
-      co_return answer(late, cache_status("hit; ttl=" + std::to_string(late->ttl_left_s(cache::now_ms())) + "; detail=" + late_source), req);
-    }
-    outcome = co_await fetch(job);
-    shared.flights.finish(job.key, ticket.flight, outcome);
-  } else {
-    outcome = co_await shared.flights.wait(ticket.flight, std::chrono::steady_clock::now() + cfg_origin_timeout());
-    if (!outcome) {
-      if (e && cache::now_ms() < e->expires_ms() + e->sie_ms)
-        co_return answer(e, cache_status("fwd=stale; ttl=" + std::to_string(e->ttl_left_s(cache::now_ms())) + "; detail=stale-if-error"), req);
-      co_return from_failure(504, "GatewayTimeout", "The origin did not answer in time");
-    }
-  }
-  const EntryPtr& got = outcome->entry;
-  const std::string fwd = e ? "fwd=stale" : "fwd=uri-miss";
-  if (got->status != 200) {
-    const std::int64_t later = cache::now_ms();
-    if (outcome->transient && e && later < e->expires_ms() + e->sie_ms)
-      co_return answer(e, cache_status(fwd + "; fwd-status=" + std::to_string(got->status) + "; ttl=" +
-                                       std::to_string(e->ttl_left_s(later)) + "; detail=stale-if-error"), req);
-    http::Response r;
-    r.status = got->status;
-    r.content_type = got->content_type;
-    r.shared_body = std::shared_ptr<const std::string>(got, &got->body);
-    r.set_header("Cache-Status", cache_status(fwd + "; fwd-status=" + std::to_string(got->status)));
-    co_return r;
-  }
-  std::string status = fwd;
-  if (!ticket.leader) status += "; collapsed";
-  else if (outcome->stored) status += "; stored";
-  if (outcome->redis_down || redis_down) status += "; detail=redis-down";
-  co_return answer(got, cache_status(status), req);
+asio::awaitable<http::Response> Router::serve(cache::Read read, const http::Request& req) {
+  cache::Answer a = co_await worker_.read_through().serve(std::move(read));
+  if (a.entry) co_return answer(a, req);
+  // Timed out behind another request's fetch, with nothing stale to offer.
+  auto r = from_failure(504, "GatewayTimeout", "The origin did not answer in time");
+  r.set_header("Cache-Status", cache::cache_status(a));
+  co_return r;
 }
 
 asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rules::Values& captures,
                                               const auth::Identity& identity, const http::Request& req) {
   auto& shared = worker_.shared();
   auto respond = [](http::Response r) {
-    r.set_header("Cache-Status", "pitstop; fwd=method");
+    r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::write}));
     return r;
   };
   const std::string* dt = captures.find("doctype");
@@ -354,72 +296,10 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
       done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
     if (!done) log::warn("outbox row ", id, " delivered but not marked done (", done.error().message, "); the relay will deliver it again");
   } else {
-    shared.l2_failed();
+    shared.trust.l2_failed();
     log::warn("invalidation of ", event.id, " not delivered (", ec.message(), "); the outbox relay retries it");
   }
   co_return respond(http::json_response(written->status, std::move(written->body)));
-}
-
-asio::awaitable<void> Router::refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight) {
-  auto outcome = co_await fetch(job);
-  worker_.shared().flights.finish(job.key, flight, outcome);
-}
-
-asio::awaitable<OutcomePtr> Router::fetch(const FetchJob& job, bool keep) {
-  auto& shared = worker_.shared();
-  auto out = std::make_shared<Outcome>();
-  // Anything invalidated from now on may be newer than what the origin is about to say.
-  const auto started = std::chrono::steady_clock::now();
-  auto body = co_await worker_.fetch_origin(*job.rule, job.captures, job.params, job.list);
-  if (!body) {
-    auto e = std::make_shared<cache::Entry>();
-    auto r = http::error_response(body.error().status, body.error().exc_type, body.error().message);
-    e->status = r.status;
-    e->body = std::move(r.body);
-    out->entry = std::move(e);
-    out->transient = body.error().transient;
-    co_return out;
-  }
-  auto e = std::make_shared<cache::Entry>();
-  e->key = job.key;
-  e->status = 200;
-  e->etag = cache::strong_etag(*body);
-  e->stored_ms = cache::now_ms();
-  e->ttl_ms = job.category->ttl.count() * 1000;
-  e->swr_ms = job.category->stale_while_revalidate.count() * 1000;
-  e->sie_ms = job.category->stale_if_error.count() * 1000;
-  e->tags = rules::render_tags(job.rule->tags, job.captures, job.params, *body);
-  cache::hash_tags(*e);
-  e->body = std::move(*body);
-  // Built by appending, the body has up to twice its size in capacity: L1 holds what it counts.
-  e->body.shrink_to_fit();
-  out->entry = e;
-  if (!keep) co_return out;
-  // An answer tagged beyond reason could not be invalidated reliably: serve it, don't keep it.
-  if (e->tags.size() > kMaxTags) {
-    log::warn("rule ", job.rule->name, ": ", e->tags.size(), " tags on one answer; not cached");
-    co_return out;
-  }
-  // A write that landed while this answer was read makes it possibly stale: answer, don't keep.
-  if (shared.invalidations.invalidated_since(e->tag_hashes, started)) co_return out;
-  // Redis first: it refuses the answer if one of its tags was invalidated after the lookup
-  // (job.redis_ms, Redis's clock), which covers writes on other instances too.
-  if (job.redis_ms != 0 && shared.l2_trusted()) {
-    auto stored = co_await worker_.store().put(*e, job.redis_ms);
-    if (!stored) {
-      out->redis_down = true;
-      shared.l2_failed();
-    } else if (!*stored) {
-      co_return out;
-    }
-  } else {
-    out->redis_down = true;
-  }
-  // Redis has the tag strings now; L1 indexes by hash (a schedule's 1,500 tags: ~100 kB less).
-  std::vector<std::string>().swap(e->tags);
-  if (shared.l1_live.load()) shared.l1.put_if(e, [&] { return !shared.invalidations.invalidated_since(e->tag_hashes, started); });
-  out->stored = true;
-  co_return out;
 }
 
 }  // namespace pitstop::app

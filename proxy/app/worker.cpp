@@ -49,6 +49,8 @@ Worker::Worker(Shared& shared, int index)
                shared.cfg.mariadb.connect_timeout, shared.cfg.mariadb.query_timeout, shared.cfg.mariadb.acquire_timeout),
       verifier_(primary_, auth_settings(shared.cfg)),
       store_(cache_, shared.cfg.site),
+      read_through_(ioc_.get_executor(), shared.l1, store_, shared.flights, shared.invalidations, shared.trust, cache::system_clock(),
+                    cache::ReadSettings{.enabled = shared.cfg.cache.enabled, .follower_wait = shared.cfg.timeouts.origin}),
       erp_(shared.cfg.erp.redis_cache_url.empty() ? nullptr
                                                   : std::make_unique<redis::Client>(ioc_, shared.cfg.erp.redis_cache, "erp")),
       invalidator_(store_, queue_, erp_.get(),
@@ -62,13 +64,9 @@ Worker::Worker(Shared& shared, int index)
     relay_ = std::make_unique<invalidation::Relay>(
         ioc_, primary_, invalidator_, shared.cfg.invalidation.relay_interval, shared.cfg.invalidation.outbox_retention,
         [this](const invalidation::Event& e) { invalidate_locally(e.tags); },
-        [this](std::chrono::steady_clock::time_point started) {
-          // Redis is trusted again once a relay pass that began after the failure left nothing
-          // undelivered.
-          auto suspect = shared_.l2_suspect_since.load();
-          if (suspect != 0 && suspect < started.time_since_epoch().count())
-            shared_.l2_suspect_since.compare_exchange_strong(suspect, 0);
-        });
+        // Redis is trusted again once a relay pass that began after the failure left nothing
+        // undelivered.
+        [this](std::chrono::steady_clock::time_point started) { shared_.trust.relay_caught_up(started); });
     relay_->set_gap_grace(shared.cfg.invalidation.gap_grace);
   }
 }
@@ -128,7 +126,7 @@ void Worker::start() {
           [this](bool subscribed) {
             // Events may have been missed while the subscription was down: forget everything.
             if (subscribed) shared_.l1.clear();
-            shared_.l1_live.store(subscribed);
+            shared_.trust.set_l1_live(subscribed);
             log::info("invalidation events ", subscribed ? "subscribed: L1 in use" : "lost: L1 off until they are back");
           });
     }

@@ -10,6 +10,7 @@
 
 #include "proxy/app/shared.hpp"
 #include "proxy/auth/auth.hpp"
+#include "proxy/cache/read_through.hpp"
 #include "proxy/cache/store.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
@@ -23,34 +24,15 @@ namespace pitstop::app {
 
 class Worker;
 
-// Everything one origin fetch needs, by value: a stale-while-revalidate refresh outlives the
-// request that started it.
-struct FetchJob {
-  const rules::Rule* rule = nullptr;
-  std::string key;
-  rules::Values captures;
-  rules::Values params;
-  origin::ListRequest list;
-  const config::Category* category = nullptr;
-  std::int64_t redis_ms = 0;  // Redis's clock when the lookup missed (0: Redis not asked)
-};
-
 class Router : public http::Handler {
  public:
   explicit Router(Worker& worker) : worker_(worker) {}
   boost::asio::awaitable<http::Response> handle(const http::Request& request) override;
 
-  // More tags than this on one answer and it is served but not cached.
-  static constexpr std::size_t kMaxTags = 10000;
-
  private:
-  boost::asio::awaitable<http::Response> serve(FetchJob job, const http::Request& req);
-  // keep=false: answer only (the no-cache baseline), nothing stored.
-  boost::asio::awaitable<cache::OutcomePtr> fetch(const FetchJob& job, bool keep = true);
-  boost::asio::awaitable<void> refresh(FetchJob job, std::shared_ptr<cache::Flights::Flight> flight);
+  boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req);
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req);
-  std::chrono::milliseconds cfg_origin_timeout() const;
   // Why the identity may not do this (403), or nothing.
   std::optional<std::string> permission_denied(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& id) const;
@@ -71,6 +53,7 @@ class Worker {
   db::Pool& primary() { return primary_; }
   auth::Verifier& verifier() { return verifier_; }
   cache::Store& store() { return store_; }
+  cache::ReadThrough& read_through() { return read_through_; }
   invalidation::Invalidator& invalidator() { return invalidator_; }
   limits::Limiter& limiter() { return limiter_; }
   http::Listener& listener() { return listener_; }
@@ -106,6 +89,7 @@ class Worker {
   db::Pool primary_;
   auth::Verifier verifier_;
   cache::Store store_;
+  cache::ReadThrough read_through_;
   std::unique_ptr<redis::Client> erp_;
   invalidation::Invalidator invalidator_;
   limits::Limiter limiter_;

@@ -63,7 +63,7 @@ std::string Store::entry_key(std::string_view key) const {
 std::string Store::tag_key(std::string_view tag) const { return prefix_ + "t:" + std::string(tag); }
 std::string Store::marker_key(std::string_view tag) const { return prefix_ + "i:" + std::string(tag); }
 
-asio::awaitable<result<Store::Lookup>> Store::get(const std::string& key) {
+asio::awaitable<result<Remote::Lookup>> Store::get(const std::string& key) {
   std::vector<redis::Command> cmds;
   cmds.push_back({"GET", entry_key(key)});
   cmds.push_back({"TIME"});

@@ -12,27 +12,24 @@
 #include <boost/system/result.hpp>
 
 #include "proxy/cache/cache.hpp"
+#include "proxy/cache/read_through.hpp"
 #include "proxy/redis/client.hpp"
 
 namespace pitstop::cache {
 
-class Store {
+class Store final : public Remote {
  public:
   Store(redis::Client& client, std::string site);
 
-  struct Lookup {
-    EntryPtr entry;            // nullptr on a miss
-    std::int64_t redis_ms = 0; // Redis's clock at the lookup: a fill from here started after it
-  };
-  boost::asio::awaitable<boost::system::result<Lookup>> get(const std::string& key);
+  boost::asio::awaitable<boost::system::result<Lookup>> get(const std::string& key) override;
 
   // Stores the entry unless one of its tags was invalidated at or after `since_ms` (Redis's
   // clock): then the answer may predate a write, and false is returned.
-  boost::asio::awaitable<boost::system::result<bool>> put(const Entry& e, std::int64_t since_ms);
+  boost::asio::awaitable<boost::system::result<bool>> put(const Entry& e, std::int64_t since_ms) override;
 
   // Deletes every entry of each tag (one script, atomic) and marks the tags invalidated.
   // Returns how many entries went.
-  boost::asio::awaitable<boost::system::result<std::int64_t>> invalidate(std::span<const std::string> tags);
+  boost::asio::awaitable<boost::system::result<std::int64_t>> invalidate(std::span<const std::string> tags) override;
 
   std::string entry_key(std::string_view key) const;
   std::string tag_key(std::string_view tag) const;

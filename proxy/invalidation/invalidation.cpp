@@ -56,36 +56,6 @@ Names names(std::string_view site) {
 
 // ---------------------------------------------------------------------------------------------
 
-void Log::record(const std::vector<std::string>& tags) {
-  const auto now = steady_clock::now();
-  std::lock_guard lock(m_);
-  for (const auto& t : tags) last_[cache::tag_hash(t)] = now;
-  newest_ = now;
-  // A small map keeps the lookups of answers with many tags cheap.
-  if (now - pruned_ > std::chrono::seconds(5)) {
-    std::erase_if(last_, [&](const auto& kv) { return now - kv.second > retention_; });
-    pruned_ = now;
-  }
-}
-
-bool Log::invalidated_since(const std::vector<std::uint64_t>& tag_hashes, steady_clock::time_point since) const {
-  std::lock_guard lock(m_);
-  if (newest_ < since) return false;
-  for (std::uint64_t h : tag_hashes)
-    if (auto it = last_.find(h); it != last_.end() && it->second >= since) return true;
-  return false;
-}
-
-bool Log::invalidated_since(const std::vector<std::string>& tags, steady_clock::time_point since) const {
-  std::lock_guard lock(m_);
-  if (newest_ < since) return false;
-  for (const auto& t : tags)
-    if (auto it = last_.find(cache::tag_hash(t)); it != last_.end() && it->second >= since) return true;
-  return false;
-}
-
-// ---------------------------------------------------------------------------------------------
-
 Invalidator::Invalidator(cache::Store& store, redis::Client& queue, redis::Client* erp, Settings settings)
     : store_(store), queue_(queue), erp_(erp), settings_(std::move(settings)), names_(invalidation::names(settings_.site)) {}
 

@@ -44,25 +44,6 @@ struct Names {
 };
 Names names(std::string_view site);
 
-// When each tag was last invalidated here (steady clock), so that a fill that started before
-// cannot put its answer into L1 after. Shared by the workers; entries expire.
-class Log {
- public:
-  void record(const std::vector<std::string>& tags);
-  bool invalidated_since(const std::vector<std::string>& tags, std::chrono::steady_clock::time_point since) const;
-  // The same by cache::tag_hash of the tags (an entry's tag_hashes).
-  bool invalidated_since(const std::vector<std::uint64_t>& tag_hashes, std::chrono::steady_clock::time_point since) const;
-  // Records are kept this long: longer than any fetch or Redis read that may ask about them.
-  void set_retention(std::chrono::milliseconds r) { retention_ = r; }
-
- private:
-  std::chrono::milliseconds retention_{std::chrono::seconds(90)};
-  mutable std::mutex m_;
-  std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> last_;  // by cache::tag_hash
-  std::chrono::steady_clock::time_point pruned_{};
-  std::chrono::steady_clock::time_point newest_{};  // the latest record: older questions end here
-};
-
 struct Settings {
   std::string site;
   std::size_t stream_max_len = 10000;
