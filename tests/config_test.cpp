@@ -68,6 +68,10 @@ TEST(Config, DefaultFileHasTheDocumentedValues) {
   EXPECT_EQ(c.limits.max_header_bytes, 16384u);
   EXPECT_EQ(c.limits.max_url_bytes, 8192u);
   EXPECT_EQ(c.limits.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.invalidation.heartbeat.count(), 50);
+  EXPECT_EQ(c.invalidation.fence.count(), 250);
+  EXPECT_EQ(c.invalidation.lease.count(), 1000);
+  EXPECT_EQ(c.invalidation.binlog, "auto");
   EXPECT_EQ(c.timeouts.header_read.count(), 10000);
   EXPECT_EQ(c.timeouts.idle_keepalive.count(), 60000);
   using std::chrono::seconds;
@@ -175,6 +179,12 @@ TEST(Config, ImpossibleValuesAreRefused) {
       {"\"default_category\": \"resource\"", "\"default_category\": \"nope\"", "not in cache.categories"},
       {"\"ttl_s\": 300,  \"stale_while_revalidate_s\": 0,  \"stale_if_error_s\": 60 }", "\"ttl_s\": 0, \"stale_while_revalidate_s\": 0,  \"stale_if_error_s\": 60 }", "ttl_s"},
       {"\"log_level\": \"info\"", "\"log_level\": \"verbose\"", "debug, info, warn, error"},
+      // An instance must stop using L1 well before writers stop waiting for it, and not at every
+      // late heartbeat.
+      {"\"fence_ms\": 250", "\"fence_ms\": 100", "$.invalidation.fence_ms: must be at least 3 x invalidation.heartbeat_ms"},
+      {"\"lease_ms\": 1000", "\"lease_ms\": 400", "$.invalidation.lease_ms: must be at least 2 x invalidation.fence_ms"},
+      {"\"heartbeat_ms\": 50", "\"heartbeat_ms\": 0", "$.invalidation.heartbeat_ms"},
+      {"\"binlog\": \"auto\"", "\"binlog\": \"yes\"", "expected \"auto\", \"on\" or \"off\""},
   };
   for (const auto& c : cases) {
     auto e = error_of(replace(default_text(), c.from, c.to));

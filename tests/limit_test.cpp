@@ -461,6 +461,10 @@ TEST_F(Limits, TheLocalShortcutSparesRedisTheKnownOffenders) {
     env["PITSTOP_REDIS_QUEUE_URL"] = queue.url();
     env["PITSTOP_WORKERS"] = "1";
     env["PITSTOP_LIMITING_LOCAL_SHORTCUT"] = shortcut ? "true" : "false";
+    // Heartbeats are EVALSHA calls on the queue Redis too: at most one during the count.
+    env["PITSTOP_INVALIDATION_HEARTBEAT_MS"] = "10000";
+    env["PITSTOP_INVALIDATION_FENCE_MS"] = "30000";
+    env["PITSTOP_INVALIDATION_LEASE_MS"] = "60000";
     Pitstop p(env);
     for (int i = 0; i < 6; ++i) ASSERT_EQ(get(p.port(), kCatalog, {alice_.token_header()}).status, 200);
     auto evalsha = [&] {
@@ -474,8 +478,12 @@ TEST_F(Limits, TheLocalShortcutSparesRedisTheKnownOffenders) {
     const long before = evalsha();
     for (int i = 0; i < 50; ++i) EXPECT_EQ(get(p.port(), kCatalog, {alice_.token_header()}).status, 429);
     const long asked = evalsha() - before;
-    if (shortcut) EXPECT_LE(asked, 1) << "refusals went to Redis";
-    else EXPECT_EQ(asked, 50);
+    if (shortcut) {
+      EXPECT_LE(asked, 2) << "refusals went to Redis";
+    } else {
+      EXPECT_GE(asked, 50);
+      EXPECT_LE(asked, 51);
+    }
   }
 }
 

@@ -210,3 +210,90 @@ TEST(ReadThrough, WithCachingOffEveryReadGoesToTheOrigin) {
   }
   EXPECT_EQ(w.source->calls(), 2);
 }
+
+// Issue 10, defect 2: a request that arrives after an invalidation must not be handed the answer of
+// a fetch that began before it.
+TEST(ReadThrough, ARequestArrivingAfterAnInvalidationNeverTakesAnOlderFetch) {
+  ReadWorld w;
+  w.trust.l2_failed();  // no Redis: each request goes straight to the flight, in one run_ready()
+  auto before = w.ask("k");  // its fetch reads the origin before the write commits
+  w.until([&] { return w.source->pending() == 1; });
+  w.log.record(std::vector<std::string>{"doc:Customer/C1"});  // the write's invalidation reaches this instance
+  std::vector<std::shared_ptr<std::optional<Answer>>> after;
+  for (int i = 0; i < 3; ++i) after.push_back(w.ask("k"));
+  w.run_ready();  // all three wait behind the first fetch now
+  ASSERT_EQ(w.flights.waiting("k"), 3u);
+  w.source->answer(ReadWorld::ok("old", kTags));
+  w.until([&] { return before->has_value(); });
+  EXPECT_EQ((*before)->entry->body, "old") << "the request that began before the write may see either";
+  // The three that came after fetch again, once, together.
+  w.until([&] { return w.source->pending() == 1 || after[0]->has_value(); });
+  ASSERT_FALSE(after[0]->has_value()) << "took the older fetch's answer: " << (*after[0])->entry->body;
+  w.source->answer(ReadWorld::ok("new", kTags));
+  w.until([&] { return std::all_of(after.begin(), after.end(), [](auto& a) { return a->has_value(); }); });
+  int stored = 0;
+  for (auto& a : after) {
+    EXPECT_EQ((*a)->entry->body, "new");
+    stored += (*a)->served == Served::stored;
+  }
+  EXPECT_EQ(stored, 1);
+  EXPECT_EQ(w.source->calls(), 2);
+}
+
+TEST(ReadThrough, AnErrorAnswerFromBeforeAWriteIsNotHandedToALaterRequest) {
+  ReadWorld w;
+  w.trust.l2_failed();
+  auto before = w.ask("k");  // the document does not exist yet
+  w.until([&] { return w.source->pending() == 1; });
+  w.log.record(std::vector<std::string>{"doc:Customer/C1"});  // now it does
+  auto after = w.ask("k");
+  w.run_ready();
+  ASSERT_EQ(w.flights.waiting("k"), 1u);
+  w.source->answer(ReadWorld::failure(404, false));
+  w.until([&] { return before->has_value(); });
+  EXPECT_EQ((*before)->served, Served::origin_error);
+  w.until([&] { return w.source->pending() == 1 || after->has_value(); });
+  ASSERT_FALSE(after->has_value()) << "took the older fetch's answer: " << (*after)->entry->status;
+  w.source->answer(ReadWorld::ok("created", kTags));
+  w.until([&] { return after->has_value(); });
+  EXPECT_EQ((*after)->entry->body, "created");
+}
+
+TEST(ReadThrough, WithoutProofOfHearingEventsARequestOnlyTakesAFetchThatBeganAfterIt) {
+  ReadWorld w;
+  auto before = w.ask("k");
+  w.until([&] { return w.source->pending() == 1; });
+  // The instance can no longer prove it hears invalidations: a write elsewhere may have committed
+  // that it knows nothing of.
+  w.trust.fence();
+  auto after = w.ask("k");
+  w.until([&] { return w.flights.waiting("k") == 1; });
+  w.source->answer(ReadWorld::ok("maybe old", kTags));
+  w.until([&] { return before->has_value(); });
+  w.until([&] { return w.source->pending() == 1 || after->has_value(); });
+  ASSERT_FALSE(after->has_value()) << "took the older fetch's answer: " << (*after)->entry->body;
+  w.source->answer(ReadWorld::ok("new", kTags));
+  w.until([&] { return after->has_value(); });
+  EXPECT_EQ((*after)->entry->body, "new");
+  // And nothing answers from L1 meanwhile.
+  auto again = w.ask("k");
+  w.until([&] { return again->has_value(); });
+  EXPECT_EQ((*again)->served, Served::redis_hit);
+}
+
+TEST(ReadThrough, NothingFromAnEarlierGenerationEntersL1) {
+  ReadWorld w;
+  auto fill = w.ask("k");
+  w.until([&] { return w.source->pending() == 1; });
+  // Trust lapsed and came back while the origin was read: L1 was emptied, and this fill began
+  // before, when events may have been missed.
+  w.trust.next_generation();
+  w.source->answer(ReadWorld::ok("v", kTags));
+  w.until([&] { return fill->has_value(); });
+  auto next = w.ask("k");
+  w.until([&] { return next->has_value(); });
+  EXPECT_EQ((*next)->served, Served::redis_hit) << "the fill kept in L1 across a generation";
+  auto then = w.ask("k");
+  w.until([&] { return then->has_value(); });
+  EXPECT_EQ((*then)->served, Served::l1_hit) << "what this generation looked up is kept";
+}

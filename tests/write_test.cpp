@@ -320,6 +320,39 @@ TEST_F(Writes, ChangesAroundPitstopAreSeenWithinARelayInterval) {
   EXPECT_EQ(status, 404);
 }
 
+// With the binary log (the services' MariaDB writes one), a change around pitstop is relayed as
+// it commits: here the relay's own interval is a minute, so only the binary log can explain a
+// fresh answer within seconds. pitstop's own writes do not wake the relay (their writer delivers
+// them).
+TEST_F(Writes, TheBinaryLogWakesTheRelayForChangesAroundPitstopOnly) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}, {"PITSTOP_INVALIDATION_RELAY_INTERVAL_MS", "60000"}, {"PITSTOP_INVALIDATION_BINLOG", "on"}});
+  auto readyz = [&] { return call(p.port(), "GET", "/readyz", auth()).body; };
+  std::string ready;
+  for (int i = 0; i < 100 && !has(ready, "\"binlog_following\":true"); ++i) {
+    ready = readyz();
+    if (!has(ready, "\"binlog_following\":true")) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(has(ready, "\"binlog_following\":true")) << ready;
+  auto wakes = [&] { return std::stol(field(readyz(), {"checks", "outbox_relay", "binlog_wakes"})); };
+  auto [c, v] = customer_with_vehicle();
+  const std::string doc = "/api/resource/Customer/" + c;
+  call(p.port(), "GET", doc, auth());
+  ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "hit"));
+  const long before = wakes();
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(call(p.port(), "PUT", doc, auth(), "{\"territory\":\"T" + std::to_string(i) + "\"}").status, 200);
+  ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "fwd="));
+  ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "hit"));
+  EXPECT_EQ(wakes(), before) << "pitstop's own writes woke the relay";
+  q("UPDATE `tabCustomer` SET customer_name = 'Changed in the desk' WHERE name = '" + c + "'");
+  std::string name;
+  for (int i = 0; i < 100 && name != "Changed in the desk"; ++i) {
+    name = field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
+    if (name != "Changed in the desk") std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(name, "Changed in the desk") << "not relayed within 2 s with a relay interval of a minute";
+  EXPECT_GT(wakes(), before);
+}
+
 TEST_F(Writes, AnOrderWriteDropsWhatShowsTheOrderAndNothingElse) {
   Pitstop p({{"PITSTOP_SITE", unique_site()}});
   auto [c1, v1] = customer_with_vehicle();

@@ -90,11 +90,14 @@ asio::awaitable<http::Response> readiness(Worker& w) {
     if (!(c.done && c.ok)) out.member("error", c.error);
     out.end_object();
   }
-  out.key("invalidation_events").begin_object().member("ok", events);
-  if (!events) out.member("error", "not subscribed to invalidation events: L1 is off");
+  out.key("invalidation_events").begin_object().member("ok", events).member("instance", w.shared().instance);
+  if (!events) out.member("error", "not proven to hear invalidation events (subscription or queue Redis down, or slow): L1 is off");
   out.end_object();
   out.key("outbox_relay").begin_object().member("ok", relay);
   if (!relay) out.member("error", "the outbox relay has not caught up: Redis entries are not used");
+  // Not a check: without the binary log, writes around pitstop wait for the relay's interval.
+  if (const auto* binlog = w.shared().binlog)
+    out.member("binlog", binlog->mode()).member("binlog_following", binlog->following()).member("binlog_wakes", binlog->wakes());
   out.end_object();
   all_ok = all_ok && events && relay;
   // Which limiter decided last: "shared" (Redis), "local" (Redis unreachable) or "closed".

@@ -279,14 +279,13 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
                                             identity.user, worker_.config().site);
   if (!written) co_return respond(from_failure(written.error().status, written.error().exc_type, written.error().message));
 
-  // Committed. Before answering: this instance forgets the old answers, Redis loses them and
-  // the other instances are told; then the outbox row is done. What fails here stays in the
-  // outbox for the relay.
-  worker_.invalidate_locally(written->tags);
+  // Committed. The answer waits behind the barrier: this instance, Redis and every live instance
+  // have dropped the old answers (or run out of proof that they could still serve them). Then
+  // the outbox row is done; whatever failed stays in the outbox for the relay.
   invalidation::Event event{"outbox:" + std::to_string(written->outbox_id), written->tags, "pitstop", invalidation::utc_now(),
                             worker_.config().site};
-  auto ec = co_await worker_.invalidator().deliver(event);
-  if (!ec) {
+  auto settled = co_await worker_.barrier().settle(std::move(event));
+  if (!settled.delivery.ec) {
     const std::string id = std::to_string(written->outbox_id);
     const db::Param p[] = {std::string_view(id)};
     auto done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
@@ -296,8 +295,14 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
       done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
     if (!done) log::warn("outbox row ", id, " delivered but not marked done (", done.error().message, "); the relay will deliver it again");
   } else {
-    shared.trust.l2_failed();
-    log::warn("invalidation of ", event.id, " not delivered (", ec.message(), "); the outbox relay retries it");
+    log::warn("invalidation of outbox:", written->outbox_id, " not delivered (", settled.delivery.ec.message(), "); the outbox relay retries it");
+  }
+  // An instance that stays silent costs every write the fence wait: say so, once in a while.
+  if (!settled.unacknowledged.empty() && std::chrono::steady_clock::now() - last_fence_note_ > std::chrono::seconds(10)) {
+    last_fence_note_ = std::chrono::steady_clock::now();
+    log::warn("outbox:", written->outbox_id, ": ", settled.unacknowledged.size(), " instance(s) did not acknowledge within ",
+              worker_.barrier().fence_wait().count(), " ms and were counted as fenced (", settled.unacknowledged.front(),
+              "); writes wait that long until its lease ends");
   }
   co_return respond(http::json_response(written->status, std::move(written->body)));
 }

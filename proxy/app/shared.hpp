@@ -8,7 +8,9 @@
 
 #include "proxy/cache/cache.hpp"
 #include "proxy/cache/coherence.hpp"
+#include "proxy/invalidation/binlog.hpp"
 #include "proxy/invalidation/invalidation.hpp"
+#include "proxy/invalidation/membership.hpp"
 #include "proxy/limits/limits.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/origin/origin.hpp"
@@ -26,6 +28,11 @@ struct Shared {
   cache::Flights flights;
   cache::InvalidationLog invalidations;
   cache::Trust trust;
+  // This process among the site's instances, and the acknowledgements its writes wait for.
+  std::string instance = invalidation::new_instance_id();
+  invalidation::Acks acks;
+  // Worker 0's binary log watch, for /readyz (set before the workers start; its state is atomic).
+  const invalidation::BinlogWatch* binlog = nullptr;
   limits::LocalLimiter local_limiter;
   limits::TrustedProxies trusted_proxies;
 };

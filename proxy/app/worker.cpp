@@ -1,5 +1,7 @@
 #include "proxy/app/worker.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 
 #include "proxy/json/writer.hpp"
@@ -30,6 +32,12 @@ http::Settings http_settings(const config::Config& c) {
 }  // namespace
 
 namespace {
+invalidation::Local local(Shared& s) { return {s.l1, s.invalidations, s.trust}; }
+
+invalidation::Timing timing(const config::Config& c) {
+  return {c.invalidation.heartbeat, c.invalidation.fence, c.invalidation.lease};
+}
+
 auth::Settings auth_settings(const config::Config& c) {
   auth::Settings s;
   s.encryption_key = c.auth.encryption_key;
@@ -55,12 +63,19 @@ Worker::Worker(Shared& shared, int index)
                                                   : std::make_unique<redis::Client>(ioc_, shared.cfg.erp.redis_cache, "erp")),
       invalidator_(store_, queue_, erp_.get(),
                    invalidation::Settings{shared.cfg.site, shared.cfg.invalidation.stream_max_len, shared.cfg.erp.db_name}),
+      barrier_(invalidator_, shared.acks, local(shared), shared.instance, timing(shared.cfg)),
       limiter_(queue_, shared.local_limiter,
                limits::Settings{shared.cfg.site, shared.cfg.limiting.fail_closed, shared.cfg.limiting.local_shortcut}),
       router_(*this),
       listener_(ioc_, http_settings(shared.cfg), router_) {
   if (index_ == 0) {
     events_ = std::make_unique<redis::Client>(ioc_, shared.cfg.redis_queue, "events");
+    membership_ = std::make_unique<invalidation::Membership>(ioc_, queue_, *events_, invalidator_.names(), shared.instance,
+                                                             timing(shared.cfg), local(shared),
+                                                             shared.acks, [this] {
+                                                               // Redis is suspect until a relay pass has caught up.
+                                                               if (relay_) relay_->wake();
+                                                             });
     relay_ = std::make_unique<invalidation::Relay>(
         ioc_, primary_, invalidator_, shared.cfg.invalidation.relay_interval, shared.cfg.invalidation.outbox_retention,
         [this](const invalidation::Event& e) { invalidate_locally(e.tags); },
@@ -68,13 +83,15 @@ Worker::Worker(Shared& shared, int index)
         // undelivered.
         [this](std::chrono::steady_clock::time_point started) { shared_.trust.relay_caught_up(started); });
     relay_->set_gap_grace(shared.cfg.invalidation.gap_grace);
+    binlog_ = std::make_unique<invalidation::BinlogWatch>(
+        invalidation::BinlogSettings{shared.cfg.mariadb.primary, shared.cfg.site, shared.cfg.invalidation.binlog},
+        // On the watch's thread: the relay is this worker's.
+        [this](std::uint64_t up_to) { asio::post(ioc_, [this, up_to] { relay_->wake(up_to); }); });
+    shared.binlog = binlog_.get();
   }
 }
 
-void Worker::invalidate_locally(const std::vector<std::string>& tags) {
-  shared_.invalidations.record(tags);
-  for (const auto& t : tags) shared_.l1.invalidate_tag(t);
-}
+void Worker::invalidate_locally(const std::vector<std::string>& tags) { local(shared_).drop(tags); }
 
 asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, origin::Failure>> Worker::catalog() {
   if (!catalog_) {
@@ -117,20 +134,9 @@ void Worker::start() {
     cache_.start();
     queue_.start();
     if (erp_) erp_->start();
-    if (events_) {
-      events_->subscribe(
-          invalidator_.names().channel,
-          [this](std::string_view payload) {
-            if (auto e = invalidation::decode(payload)) invalidate_locally(e->tags);
-          },
-          [this](bool subscribed) {
-            // Events may have been missed while the subscription was down: forget everything.
-            if (subscribed) shared_.l1.clear();
-            shared_.trust.set_l1_live(subscribed);
-            log::info("invalidation events ", subscribed ? "subscribed: L1 in use" : "lost: L1 off until they are back");
-          });
-    }
+    if (membership_) membership_->start();
     if (relay_) relay_->start();
+    if (binlog_) binlog_->start();
     listener_.start();
     ioc_.run();
   });
@@ -139,6 +145,8 @@ void Worker::start() {
 void Worker::drain(std::function<void()> done) {
   asio::post(ioc_, [this, done = std::move(done)]() mutable {
     draining_ = true;
+    // Writers elsewhere stop waiting for this instance at once rather than when its lease ends.
+    if (membership_) asio::co_spawn(ioc_, membership_->leave(), asio::detached);
     listener_.drain(std::move(done));
   });
 }
@@ -146,7 +154,9 @@ void Worker::drain(std::function<void()> done) {
 void Worker::shutdown() {
   asio::post(ioc_, [this] {
     listener_.abort_all();
+    if (binlog_) binlog_->stop();
     if (relay_) relay_->stop();
+    if (membership_) membership_->stop();
     if (events_) events_->stop();
     if (erp_) erp_->stop();
     cache_.stop();

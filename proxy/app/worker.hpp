@@ -15,6 +15,7 @@
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
 #include "proxy/http/http.hpp"
+#include "proxy/invalidation/binlog.hpp"
 #include "proxy/invalidation/invalidation.hpp"
 #include "proxy/limits/limits.hpp"
 #include "proxy/origin/origin.hpp"
@@ -38,6 +39,7 @@ class Router : public http::Handler {
                                                const auth::Identity& id) const;
 
   Worker& worker_;
+  std::chrono::steady_clock::time_point last_fence_note_{};
 };
 
 class Worker {
@@ -55,6 +57,9 @@ class Worker {
   cache::Store& store() { return store_; }
   cache::ReadThrough& read_through() { return read_through_; }
   invalidation::Invalidator& invalidator() { return invalidator_; }
+  invalidation::Barrier& barrier() { return barrier_; }
+  // Worker 0 only: the lease, the pings and the subscription (nullptr elsewhere).
+  const invalidation::Membership* membership() const { return membership_.get(); }
   limits::Limiter& limiter() { return limiter_; }
   http::Listener& listener() { return listener_; }
   bool draining() const { return draining_; }
@@ -92,10 +97,13 @@ class Worker {
   cache::ReadThrough read_through_;
   std::unique_ptr<redis::Client> erp_;
   invalidation::Invalidator invalidator_;
+  invalidation::Barrier barrier_;
   limits::Limiter limiter_;
-  // Worker 0 only: the subscriber that keeps L1 honest and the outbox relay.
+  // Worker 0 only: the subscriber that keeps L1 honest, the lease, and the outbox relay.
   std::unique_ptr<redis::Client> events_;
+  std::unique_ptr<invalidation::Membership> membership_;
   std::unique_ptr<invalidation::Relay> relay_;
+  std::unique_ptr<invalidation::BinlogWatch> binlog_;
   std::shared_ptr<const origin::Catalog> catalog_;
   Router router_;
   http::Listener listener_;

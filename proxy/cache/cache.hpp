@@ -19,6 +19,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/result.hpp>
 
+#include "proxy/cache/coherence.hpp"
+
 namespace pitstop::cache {
 
 // Wall-clock milliseconds: entries are shared through Redis by instances on different hosts.
@@ -112,6 +114,7 @@ struct Outcome {
   bool transient = false;  // the origin failed or timed out: a stale answer may stand in
   bool stored = false;     // the answer went into the cache
   bool redis_down = false; // Redis could not be written
+  Began began;             // when the fetch (or the lookup that found the answer) began
 };
 using OutcomePtr = std::shared_ptr<const Outcome>;
 
@@ -131,6 +134,8 @@ class Flights {
   // A follower's wait; nullptr when `deadline` passed first.
   boost::asio::awaitable<OutcomePtr> wait(std::shared_ptr<Flight> flight, std::chrono::steady_clock::time_point deadline);
   std::size_t in_flight() const;
+  // How many requests wait behind the current fetch of `key`.
+  std::size_t waiting(const std::string& key);
 
  private:
   struct Shard {

@@ -60,6 +60,19 @@ asio::awaitable<OutcomePtr> Flights::wait(std::shared_ptr<Flight> flight, std::c
   co_return nullptr;
 }
 
+std::size_t Flights::waiting(const std::string& key) {
+  std::shared_ptr<Flight> flight;
+  {
+    Shard& s = shard_for(key);
+    std::lock_guard lock(s.m);
+    auto it = s.flights.find(key);
+    if (it == s.flights.end()) return 0;
+    flight = it->second;
+  }
+  std::lock_guard lock(flight->m);
+  return flight->waiters.size();
+}
+
 std::size_t Flights::in_flight() const {
   std::size_t n = 0;
   for (const auto& s : shards_) {

@@ -83,8 +83,9 @@ asio::awaitable<Answer> ReadThrough::serve(Read read) {
     a.served = Served::bypass;
     co_return a;
   }
+  const Began arrived = began(log_, trust_);
   const std::int64_t now = clock_.wall_ms();
-  Looked looked = co_await look_up(read.key, now);
+  Looked looked = co_await look_up(read.key, now, arrived);
   const EntryPtr& e = looked.entry;
   if (e && e->fresh(now)) co_return hit(e, looked.source, now);
   if (e && now < e->expires_ms() + e->swr_ms) {
@@ -93,16 +94,14 @@ asio::awaitable<Answer> ReadThrough::serve(Read read) {
     if (ticket.leader) asio::co_spawn(ex_, refresh(read, looked.redis_ms, ticket.flight), asio::detached);
     co_return hit(e, Served::stale_while_revalidate, now);
   }
-  co_return co_await miss(std::move(read), std::move(looked));
+  co_return co_await miss(std::move(read), std::move(looked), arrived);
 }
 
-asio::awaitable<ReadThrough::Looked> ReadThrough::look_up(const std::string& key, std::int64_t now) {
+asio::awaitable<ReadThrough::Looked> ReadThrough::look_up(const std::string& key, std::int64_t now, const Began& asked) {
   Looked out;
-  const bool l1 = trust_.l1_usable();
-  if (l1) out.entry = l1_.get(key, now);
+  if (asked.proven) out.entry = l1_.get(key, now);
   out.redis_down = !trust_.l2_trusted();
   if (out.entry || out.redis_down) co_return out;
-  const auto asked = log_.now();
   auto r = co_await l2_.get(key);
   if (!r) {
     out.redis_down = true;
@@ -113,12 +112,25 @@ asio::awaitable<ReadThrough::Looked> ReadThrough::look_up(const std::string& key
   if (!r->entry || r->entry->dead(now)) co_return out;
   out.entry = r->entry;
   out.source = Served::redis_hit;
-  // Not if an invalidation of its tags arrived while Redis was being asked.
-  if (l1) {
-    const EntryPtr& e = out.entry;
-    l1_.put_if(e, [&] { return !log_.invalidated_since(e->tag_hashes, asked); });
-  }
+  const EntryPtr& e = out.entry;
+  l1_.put_if(e, [&] { return may_keep(asked, *e); });
   co_return out;
+}
+
+bool ReadThrough::may_keep(const Began& b, const Entry& e) const {
+  // Not if this instance may have missed an invalidation since (trust lapsed, a new generation),
+  // nor if one of the answer's tags was invalidated while it was being read.
+  return b.proven && trust_.generation() == b.generation && trust_.l1_usable() && !log_.invalidated_since(e.tag_hashes, b.epoch);
+}
+
+bool ReadThrough::may_take(const Outcome& o, const Began& arrived) const {
+  // The origin was read after this request arrived: nothing it could know of is missing.
+  if (o.began.at >= arrived.at) return true;
+  // Otherwise only if every invalidation between the two reached this instance and none of them
+  // touched the answer. An error answer has no tags: only if nothing at all was invalidated.
+  if (!arrived.proven || !o.began.proven || o.began.generation != arrived.generation) return false;
+  if (o.began.epoch >= arrived.epoch) return true;
+  return o.entry->status == 200 && !log_.invalidated_since(o.entry->tag_hashes, o.began.epoch);
 }
 
 asio::awaitable<EntryPtr> ReadThrough::late_hit(const std::string& key, Served& source) {
@@ -133,23 +145,27 @@ asio::awaitable<EntryPtr> ReadThrough::late_hit(const std::string& key, Served& 
   co_return nullptr;
 }
 
-asio::awaitable<Answer> ReadThrough::miss(Read read, Looked looked) {
-  auto ticket = flights_.join(read.key);
-  OutcomePtr outcome;
-  if (ticket.leader) {
-    // A fetch may have finished while this request was looking in Redis: its answer is in L1
-    // (or Redis, without L1) by now, and fetching again would be a second origin query.
-    Served source;
-    if (EntryPtr late = co_await late_hit(read.key, source)) {
-      auto o = std::make_shared<Outcome>();
-      o->entry = late;
-      flights_.finish(read.key, ticket.flight, o);
-      co_return hit(late, source, clock_.wall_ms());
+asio::awaitable<Answer> ReadThrough::miss(Read read, Looked looked, Began arrived) {
+  const auto deadline = std::chrono::steady_clock::now() + settings_.follower_wait;
+  while (true) {
+    auto ticket = flights_.join(read.key);
+    if (ticket.leader) {
+      // A fetch may have finished while this request was looking in Redis: its answer is in L1
+      // (or Redis, without L1) by now, and fetching again would be a second origin query.
+      Served source;
+      const Began lookup = began(log_, trust_);
+      if (EntryPtr late = co_await late_hit(read.key, source)) {
+        auto o = std::make_shared<Outcome>();
+        o->entry = late;
+        o->began = lookup;
+        flights_.finish(read.key, ticket.flight, o);
+        co_return hit(late, source, clock_.wall_ms());
+      }
+      auto outcome = co_await fetch(read, looked.redis_ms, true);
+      flights_.finish(read.key, ticket.flight, outcome);
+      co_return settle(*outcome, looked, true);
     }
-    outcome = co_await fetch(read, looked.redis_ms, true);
-    flights_.finish(read.key, ticket.flight, outcome);
-  } else {
-    outcome = co_await flights_.wait(ticket.flight, std::chrono::steady_clock::now() + settings_.follower_wait);
+    auto outcome = co_await flights_.wait(ticket.flight, deadline);
     if (!outcome) {
       const EntryPtr& e = looked.entry;
       const std::int64_t now = clock_.wall_ms();
@@ -159,8 +175,11 @@ asio::awaitable<Answer> ReadThrough::miss(Read read, Looked looked) {
       a.had_stale = e != nullptr;
       co_return a;
     }
+    if (may_take(*outcome, arrived)) co_return settle(*outcome, looked, false);
+    // That fetch began before an invalidation this request could have seen: fetch again, together
+    // with the others in the same position. The next fetch begins after this request arrived, so
+    // it is taken.
   }
-  co_return settle(*outcome, looked, ticket.leader);
 }
 
 Answer ReadThrough::settle(const Outcome& outcome, const Looked& looked, bool leader) const {
@@ -195,7 +214,8 @@ asio::awaitable<void> ReadThrough::refresh(Read read, std::int64_t redis_ms, std
 asio::awaitable<OutcomePtr> ReadThrough::fetch(const Read& read, std::int64_t redis_ms, bool keep) {
   auto out = std::make_shared<Outcome>();
   // Anything invalidated from now on may be newer than what the origin is about to say.
-  const auto since = log_.now();
+  out->began = began(log_, trust_);
+  const Began& since = out->began;
   Fetched got = co_await read.source->fetch();
   auto e = std::make_shared<Entry>();
   e->status = got.status;
@@ -225,7 +245,7 @@ asio::awaitable<OutcomePtr> ReadThrough::fetch(const Read& read, std::int64_t re
     co_return out;
   }
   // A write that landed while this answer was read makes it possibly stale: answer, don't keep.
-  if (log_.invalidated_since(e->tag_hashes, since)) co_return out;
+  if (log_.invalidated_since(e->tag_hashes, since.epoch)) co_return out;
   // Redis first: it refuses the answer if one of its tags was invalidated after the lookup
   // (redis_ms, Redis's clock), which covers writes on other instances too.
   if (redis_ms != 0 && trust_.l2_trusted()) {
@@ -241,7 +261,7 @@ asio::awaitable<OutcomePtr> ReadThrough::fetch(const Read& read, std::int64_t re
   }
   // Redis has the tag strings now; L1 indexes by hash (a schedule's 1,500 tags: ~100 kB less).
   std::vector<std::string>().swap(e->tags);
-  if (trust_.l1_usable()) l1_.put_if(e, [&] { return !log_.invalidated_since(e->tag_hashes, since); });
+  l1_.put_if(e, [&] { return may_keep(since, *e); });
   out->stored = true;
   co_return out;
 }

@@ -123,10 +123,14 @@ class ReadThrough {
     bool redis_down = false;
     std::int64_t redis_ms = 0;
   };
-  boost::asio::awaitable<Looked> look_up(const std::string& key, std::int64_t now);
-  boost::asio::awaitable<Answer> miss(Read read, Looked looked);
+  boost::asio::awaitable<Looked> look_up(const std::string& key, std::int64_t now, const Began& asked);
+  boost::asio::awaitable<Answer> miss(Read read, Looked looked, Began arrived);
   // A fresh answer found by a new leader: another fetch finished while it looked in Redis.
   boost::asio::awaitable<EntryPtr> late_hit(const std::string& key, Served& source);
+  // May a request that arrived as `arrived` take the answer of a fetch it waited for?
+  bool may_take(const Outcome& o, const Began& arrived) const;
+  // May an answer found or fetched as `b` enter L1 now?
+  bool may_keep(const Began& b, const Entry& e) const;
   Answer settle(const Outcome& outcome, const Looked& looked, bool leader) const;
   // keep=false: answer only (the no-cache baseline), nothing stored.
   boost::asio::awaitable<OutcomePtr> fetch(const Read& read, std::int64_t redis_ms, bool keep);

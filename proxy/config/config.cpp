@@ -291,6 +291,23 @@ const std::vector<Field>& schema() {
                     [](Config& c, std::int64_t v) { c.invalidation.gap_grace = seconds(v); }));
     f.push_back(num("invalidation.outbox_retention_s", 60, 30 * 86400, "delivered outbox rows are purged after this (s)",
                     [](Config& c, std::int64_t v) { c.invalidation.outbox_retention = seconds(v); }));
+    f.push_back(num("invalidation.heartbeat_ms", 5, 10000,
+                    "how often an instance renews its lease in Redis and proves that it hears invalidation events (ms)",
+                    [](Config& c, std::int64_t v) { c.invalidation.heartbeat = milliseconds(v); }));
+    f.push_back(num("invalidation.fence_ms", 20, 60000,
+                    "an instance that has not proven for this long that it hears invalidation events stops answering from L1; "
+                    "a write waits at most about this long for an instance that does not acknowledge (ms)",
+                    [](Config& c, std::int64_t v) { c.invalidation.fence = milliseconds(v); }));
+    f.push_back(str("invalidation.binlog",
+                    "follow MariaDB's binary log so that writes around pitstop are relayed as they commit: \"auto\" (when the server "
+                    "writes one in ROW format and the user may read it), \"on\" or \"off\" (the relay's interval is the bound)",
+                    [](Config& c, const std::string& v) {
+                      if (v != "auto" && v != "on" && v != "off") throw std::invalid_argument("expected \"auto\", \"on\" or \"off\"");
+                      c.invalidation.binlog = v;
+                    }));
+    f.push_back(num("invalidation.lease_ms", 40, 600000,
+                    "an instance that has not renewed its lease for this long is no longer waited for by writes (ms)",
+                    [](Config& c, std::int64_t v) { c.invalidation.lease = milliseconds(v); }));
     f.push_back(str("erp.redis_cache_url", "the ERP's redis_cache (empty: none); writes drop its cached copies of documents",
                     [](Config& c, const std::string& v) {
                       c.erp.redis_cache_url = v;
@@ -656,6 +673,14 @@ void validate(const Config& c) {
     if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos)
       fail(src, "$.cache.categories." + name, "category names use a-z, 0-9 and _ only");
   }
+  if (c.invalidation.heartbeat * 3 > c.invalidation.fence)
+    fail(src, "$.invalidation.fence_ms",
+         "must be at least 3 x invalidation.heartbeat_ms (" + std::to_string(c.invalidation.heartbeat.count()) +
+             "), or an instance would stop using L1 whenever one heartbeat is late; raise fence_ms or lower heartbeat_ms");
+  if (c.invalidation.fence * 2 > c.invalidation.lease)
+    fail(src, "$.invalidation.lease_ms",
+         "must be at least 2 x invalidation.fence_ms (" + std::to_string(c.invalidation.fence.count()) +
+             "): an instance must stop using L1 well before writers stop waiting for it; raise lease_ms or lower fence_ms");
   if (!c.erp.redis_cache_url.empty() && c.erp.db_name.empty())
     fail(src, "$.erp.db_name", "is required with erp.redis_cache_url: the ERP's keys start with its database name");
   if (!c.cache.categories.count(c.cache.default_category))

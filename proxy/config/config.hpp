@@ -99,6 +99,11 @@ struct Invalidation {
   std::size_t stream_max_len = 10000;  // events kept in the Redis stream (approximately)
   seconds outbox_retention{86400};     // delivered outbox rows are purged after this
   seconds gap_grace{60};               // how long the relay waits for an outbox id to commit
+  // Read-your-writes on every instance (ARCHITECTURE.md, "The write barrier").
+  milliseconds heartbeat{50};   // how often an instance renews its lease and proves it hears events
+  milliseconds fence{250};      // an instance that has not proven it hears events this long stops using L1
+  milliseconds lease{1000};     // an instance that has not renewed its lease this long is no longer waited for
+  std::string binlog = "auto";  // follow MariaDB's binary log to wake the relay: auto, on or off
 };
 
 // The ERP's own Redis cache: when set, a write through pitstop also drops the ERP's cached copy

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -24,7 +26,10 @@ std::string encode(const Event& e) {
   json::Writer w(out);
   w.begin_object().member("id", e.id).key("tags").begin_array();
   for (const auto& t : e.tags) w.value(t);
-  w.end_array().member("source", e.source).member("time", e.time).member("site", e.site).end_object();
+  w.end_array().member("source", e.source).member("time", e.time).member("site", e.site);
+  if (!e.from.empty()) w.member("from", e.from);
+  if (!e.cleared) w.member("cleared", false);
+  w.end_object();
   return out;
 }
 
@@ -46,23 +51,47 @@ std::optional<Event> decode(std::string_view json) {
   if (!doc["source"].get(s)) e.source = std::string(s);
   if (!doc["time"].get(s)) e.time = std::string(s);
   if (!doc["site"].get(s)) e.site = std::string(s);
+  if (!doc["from"].get(s)) e.from = std::string(s);
+  bool cleared = true;
+  if (!doc["cleared"].get(cleared)) e.cleared = cleared;
   return e;
 }
 
 Names names(std::string_view site) {
-  std::string base = "pitstop:" + std::string(site) + ":invalidations";
-  return {base, base + ":stream"};
+  const std::string prefix = "pitstop:" + std::string(site) + ":";
+  return {prefix + "invalidations", prefix + "invalidations:stream", prefix + "members"};
 }
+
+std::string Names::inbox(std::string_view instance) const {
+  // channel is pitstop:<site>:invalidations
+  return channel.substr(0, channel.size() - std::string_view("invalidations").size()) + "instance:" + std::string(instance);
+}
+
+namespace {
+// Publishes and streams the event and says who must acknowledge it: the members whose lease is
+// live now, read in the same atomic step, so that an instance that joins later cannot have
+// missed the event unnoticed (it subscribes before it joins).
+// KEYS: channel, stream, members. ARGV: event, stream max length.
+const redis::Script kPublish(R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1])
+return redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf')
+)lua");
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 
-Invalidator::Invalidator(cache::Store& store, redis::Client& queue, redis::Client* erp, Settings settings)
+Invalidator::Invalidator(cache::Remote& store, redis::Client& queue, redis::Client* erp, Settings settings)
     : store_(store), queue_(queue), erp_(erp), settings_(std::move(settings)), names_(invalidation::names(settings_.site)) {}
 
-asio::awaitable<error_code> Invalidator::deliver(const Event& e) {
-  error_code failed;
+asio::awaitable<Delivery> Invalidator::deliver(Event e, const std::function<void(bool)>& after_delete) {
+  Delivery out;
   auto deleted = co_await store_.invalidate(e.tags);
-  if (!deleted) failed = deleted.error();
+  if (!deleted) out.ec = deleted.error();
+  out.cleared = static_cast<bool>(deleted);
+  if (after_delete) after_delete(out.cleared);
 
   if (erp_ && !settings_.erp_db_name.empty()) {
     // Frappe keeps documents in its Redis as <db_name>|document_cache::<DocType>::<name>.
@@ -77,25 +106,26 @@ asio::awaitable<error_code> Invalidator::deliver(const Event& e) {
       std::vector<std::string_view> argv{"DEL"};
       argv.insert(argv.end(), keys.begin(), keys.end());
       auto r = co_await erp_->command(argv);
-      if (!r && !failed) failed = r.error();
+      if (!r && !out.ec) out.ec = r.error();
     }
   }
 
-  Event stamped = e;
-  if (stamped.site.empty()) stamped.site = settings_.site;
-  const std::string json = encode(stamped);
+  if (e.site.empty()) e.site = settings_.site;
+  e.cleared = out.cleared;
+  const std::string json = encode(e);
   const std::string maxlen = std::to_string(settings_.stream_max_len);
-  std::vector<redis::Command> cmds;
-  cmds.push_back({"PUBLISH", names_.channel, json});
-  cmds.push_back({"XADD", names_.stream, "MAXLEN", "~", maxlen, "*", "event", json});
-  auto r = co_await queue_.pipeline(cmds);
-  if (!r) {
-    if (!failed) failed = r.error();
-  } else {
-    for (const auto& reply : *r)
-      if (reply.is_error() && !failed) failed = make_error_code(boost::system::errc::io_error);
+  const std::string_view keys[] = {names_.channel, names_.stream, names_.members};
+  const std::string_view args[] = {json, maxlen};
+  auto r = co_await queue_.eval(kPublish, keys, args);
+  if (!r || r->is_error()) {
+    if (!out.ec) out.ec = r ? make_error_code(boost::system::errc::io_error) : r.error();
+    co_return out;
   }
-  co_return failed;
+  out.published = true;
+  out.published_at = steady_clock::now();
+  for (const auto& m : r->elements)
+    if (m.is_string()) out.members.push_back(m.str);
+  co_return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,7 +139,8 @@ Relay::Relay(asio::io_context& ioc, db::Pool& pool, Invalidator& invalidator, st
       interval_(interval),
       retention_(retention),
       on_delivered_(std::move(on_delivered)),
-      on_caught_up_(std::move(on_caught_up)) {}
+      on_caught_up_(std::move(on_caught_up)),
+      timer_(ioc) {}
 
 void Relay::start() {
   running_ = std::make_shared<bool>(true);
@@ -118,19 +149,35 @@ void Relay::start() {
 
 void Relay::stop() {
   if (running_) *running_ = false;
+  timer_.cancel();
+}
+
+void Relay::wake(std::uint64_t up_to) {
+  wanted_ = std::max(wanted_, up_to);
+  timer_.cancel();
 }
 
 asio::awaitable<void> Relay::run() {
   auto running = running_;
-  asio::steady_timer timer(ioc_);
   // The first pass at once: it is what makes Redis trusted after a start.
   while (*running) {
     behind_ = false;
     co_await pass();
+    if (!*running) break;
     // A full page means more is waiting (an instance that was down, a burst of changes around
-    // pitstop): the next pass at once, after whatever else is queued on this thread.
-    timer.expires_after(behind_ ? std::chrono::milliseconds(0) : interval_);
-    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    // pitstop): the next pass at once, after whatever else is queued on this thread. A row
+    // announced but not read yet: soon again, backing off to the interval.
+    auto next = interval_;
+    if (behind_) {
+      next = std::chrono::milliseconds(0);
+    } else if (wanted_ > scanned_) {
+      next = std::min(retry_, interval_);
+      retry_ *= 2;
+    } else {
+      retry_ = std::chrono::milliseconds(1);
+    }
+    timer_.expires_after(next);
+    co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }
 
@@ -220,7 +267,7 @@ asio::awaitable<std::size_t> Relay::pass() {
         if (!t.get(s)) e.tags.emplace_back(s);  // NULL columns give null tags: nothing to drop
       }
     }
-    if (auto ec = co_await invalidator_.deliver(e)) {
+    if (auto d = co_await invalidator_.deliver(e); d.ec) {
       ++stats_.failures;
       co_return false;
     }

@@ -17,6 +17,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "proxy/cache/store.hpp"
@@ -26,12 +27,16 @@
 namespace pitstop::invalidation {
 
 // {"id":"outbox:42","tags":["customer:CUST-1",…],"source":"pitstop","time":"2026-11-29T03:55:00.123456Z","site":"…"}
+// and, when set, "from":"<instance>" (acknowledge to that instance) and "cleared":false (the
+// Redis entries of the tags could not be deleted: do not trust Redis until the relay has).
 struct Event {
   std::string id;
   std::vector<std::string> tags;
   std::string source;  // pitstop (a write through pitstop) or trigger (a write around it)
   std::string time;    // when the write committed, UTC, ISO 8601
   std::string site;
+  std::string from;    // the writing instance, waiting for acknowledgements; empty: nobody waits
+  bool cleared = true;
 };
 std::string encode(const Event& e);
 std::optional<Event> decode(std::string_view json);
@@ -41,6 +46,9 @@ std::string utc_now();
 struct Names {
   std::string channel;  // pitstop:<site>:invalidations (PUBLISH)
   std::string stream;   // pitstop:<site>:invalidations:stream (XADD, capped)
+  std::string members;  // pitstop:<site>:members (sorted set: instance -> end of its lease, Redis's clock)
+  // pitstop:<site>:instance:<id>: an instance's own channel (its pings, acknowledgements to it)
+  std::string inbox(std::string_view instance) const;
 };
 Names names(std::string_view site);
 
@@ -50,18 +58,28 @@ struct Settings {
   std::string erp_db_name;  // with an ERP Redis: its document cache entries go too
 };
 
+// What delivering an event did.
+struct Delivery {
+  boost::system::error_code ec;  // something was not done: deliver it again (the outbox keeps it)
+  bool cleared = false;          // the tags' Redis entries are gone
+  bool published = false;        // the event reached the queue Redis
+  std::chrono::steady_clock::time_point published_at{};  // when the publish was confirmed
+  std::vector<std::string> members;  // the instances whose lease was live when it was published
+};
+
 // Delivers events with one worker's clients.
 class Invalidator {
  public:
-  Invalidator(cache::Store& store, redis::Client& queue, redis::Client* erp, Settings settings);
-  // Deletes the Redis entries, drops the ERP's cached documents, publishes and appends the
-  // event. An error means something was not done and the event must be delivered again.
-  boost::asio::awaitable<boost::system::error_code> deliver(const Event& e);
+  Invalidator(cache::Remote& store, redis::Client& queue, redis::Client* erp, Settings settings);
+  // Deletes the Redis entries, drops the ERP's cached documents, then publishes and appends the
+  // event, marked `cleared` or not. `after_delete` runs between the two, told whether the entries
+  // are gone.
+  boost::asio::awaitable<Delivery> deliver(Event e, const std::function<void(bool cleared)>& after_delete = {});
   const Names& names() const { return names_; }
   const std::string& site() const { return settings_.site; }
 
  private:
-  cache::Store& store_;
+  cache::Remote& store_;
   redis::Client& queue_;
   redis::Client* erp_;
   Settings settings_;
@@ -80,6 +98,10 @@ class Relay {
         std::function<void(std::chrono::steady_clock::time_point)> on_caught_up);
   void start();
   void stop();
+  // A pass now rather than at the next interval (on the relay's thread). With `up_to`, an outbox
+  // id known to be committed: passes follow closely until the relay has read that far (the
+  // binary log announces a commit a moment before the row can be read).
+  void wake(std::uint64_t up_to = 0);
   // One pass; returns how many rows it delivered (tests drive it directly).
   boost::asio::awaitable<std::size_t> pass();
 
@@ -104,10 +126,13 @@ class Relay {
   std::function<void(const Event&)> on_delivered_;
   std::function<void(std::chrono::steady_clock::time_point)> on_caught_up_;
   std::shared_ptr<bool> running_;
+  boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point last_purge_{};
   std::chrono::steady_clock::time_point last_complaint_{};
   Stats stats_;
   std::uint64_t scanned_ = 0;  // the highest outbox id read
+  std::uint64_t wanted_ = 0;   // the highest id announced by wake()
+  std::chrono::milliseconds retry_{1};
   bool behind_ = false;        // the last pass read a full page
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> missing_;  // holes below it, since when
   std::chrono::seconds gap_grace_{60};

@@ -120,8 +120,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   Stats stats;
   bool logged_down = false;
   struct Subscription {
-    std::string channel;
-    std::function<void(std::string_view)> on_message;
+    std::vector<std::string> channels;
+    std::function<void(std::string_view, std::string_view)> on_message;
     std::function<void(bool)> on_state;
     bool active = false;
   };
@@ -199,16 +199,22 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       self->send_setup(ctx, args);
     }
     if (self->cfg.db != 0) self->send_setup(ctx, {"SELECT", std::to_string(self->cfg.db)});
-    if (self->sub) {
-      const char* argv[] = {"SUBSCRIBE", self->sub->channel.c_str()};
-      const std::size_t lens[] = {9, self->sub->channel.size()};
-      redisAsyncCommandArgv(ctx, &Impl::on_push, self, 2, argv, lens);
-    }
+    if (self->sub) self->send_subscribe(ctx);
     self->wake_waiters();
   }
 
-  // The subscription's replies: the confirmation, then one array per message; NULL when the
-  // connection is gone.
+  void send_subscribe(redisAsyncContext* c) {
+    std::vector<const char*> argv{"SUBSCRIBE"};
+    std::vector<std::size_t> lens{9};
+    for (const auto& ch : sub->channels) {
+      argv.push_back(ch.data());
+      lens.push_back(ch.size());
+    }
+    redisAsyncCommandArgv(c, &Impl::on_push, this, static_cast<int>(argv.size()), argv.data(), lens.data());
+  }
+
+  // The subscription's replies: one confirmation per channel, then one array per message; NULL
+  // when the connection is gone.
   static void on_push(redisAsyncContext* c, void* r, void*) {
     auto* self = static_cast<Impl*>(c->data);
     if (!self->sub) return;
@@ -221,10 +227,16 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING) return;
     std::string_view kind(reply->element[0]->str, reply->element[0]->len);
     if (kind == "subscribe") {
-      self->sub->active = true;
-      if (self->sub->on_state) self->sub->on_state(true);
-    } else if (kind == "message" && reply->element[2]->type == REDIS_REPLY_STRING) {
-      if (self->sub->on_message) self->sub->on_message(std::string_view(reply->element[2]->str, reply->element[2]->len));
+      // The third element counts this connection's subscriptions: active once all are made.
+      const auto& n = *reply->element[2];
+      if (n.type == REDIS_REPLY_INTEGER && static_cast<std::size_t>(n.integer) == self->sub->channels.size() && !self->sub->active) {
+        self->sub->active = true;
+        if (self->sub->on_state) self->sub->on_state(true);
+      }
+    } else if (kind == "message" && reply->element[1]->type == REDIS_REPLY_STRING && reply->element[2]->type == REDIS_REPLY_STRING) {
+      if (self->sub->on_message)
+        self->sub->on_message(std::string_view(reply->element[1]->str, reply->element[1]->len),
+                              std::string_view(reply->element[2]->str, reply->element[2]->len));
     }
   }
 
@@ -418,13 +430,11 @@ asio::awaitable<result<Reply>> Client::eval(const Script& script, std::span<cons
   co_return r;
 }
 
-void Client::subscribe(std::string channel, std::function<void(std::string_view)> on_message,
+void Client::subscribe(std::vector<std::string> channels, std::function<void(std::string_view, std::string_view)> on_message,
                        std::function<void(bool)> on_state) {
-  impl_->sub = Impl::Subscription{std::move(channel), std::move(on_message), std::move(on_state), false};
+  impl_->sub = Impl::Subscription{std::move(channels), std::move(on_message), std::move(on_state), false};
   if (impl_->state == Impl::State::ready && impl_->ac) {
-    const char* argv[] = {"SUBSCRIBE", impl_->sub->channel.c_str()};
-    const std::size_t lens[] = {9, impl_->sub->channel.size()};
-    redisAsyncCommandArgv(impl_->ac, &Impl::on_push, impl_.get(), 2, argv, lens);
+    impl_->send_subscribe(impl_->ac);
     return;
   }
   impl_->start_connect();

@@ -66,11 +66,12 @@ class Client {
   boost::asio::awaitable<boost::system::result<Reply>> eval(const Script& script, std::span<const std::string_view> keys,
                                                             std::span<const std::string_view> args);
 
-  // Turns this client into a subscriber of `channel` (use a client for nothing else then): every
-  // message goes to `on_message`; `on_state(true)` runs each time the subscription is (re)made,
-  // `on_state(false)` when it is lost (messages may be missed until it is back). Both run on
-  // the client's thread and must not block.
-  void subscribe(std::string channel, std::function<void(std::string_view)> on_message,
+  // Turns this client into a subscriber of `channels` (use a client for nothing else then): every
+  // message goes to `on_message` with its channel; `on_state(true)` runs each time the
+  // subscription to all of them is (re)made, `on_state(false)` when it is lost (messages may be
+  // missed until it is back). Messages come in the order Redis published them, whatever their
+  // channel. Both run on the client's thread and must not block.
+  void subscribe(std::vector<std::string> channels, std::function<void(std::string_view, std::string_view)> on_message,
                  std::function<void(bool)> on_state);
   bool subscribed() const;
 

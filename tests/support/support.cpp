@@ -194,6 +194,133 @@ void RedisServer::stop() {
   proc_.reset();
 }
 
+void RedisServer::pause() {
+  if (proc_) proc_->signal(SIGSTOP);
+}
+
+void RedisServer::resume() {
+  if (proc_) proc_->signal(SIGCONT);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Link::Link(std::uint16_t target) : target_(target) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 64) != 0)
+    throw std::runtime_error(std::string("link: cannot listen: ") + std::strerror(errno));
+  socklen_t len = sizeof a;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+  ::fcntl(listen_fd_, F_SETFL, O_NONBLOCK);
+  thread_ = std::thread([this] { run(); });
+}
+
+Link::~Link() {
+  stop_ = true;
+  thread_.join();
+  ::close(listen_fd_);
+}
+
+void Link::hold(bool to_client, bool to_server) {
+  hold_to_client_ = to_client;
+  hold_to_server_ = to_server;
+}
+
+void Link::run() {
+  struct Side {
+    int fd = -1;
+    std::string out;  // bytes read from the other side, not yet written to this one
+  };
+  struct Pair {
+    Side client, server;
+  };
+  std::vector<std::unique_ptr<Pair>> pairs;
+  auto connect_target = [&]() -> int {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(target_);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+  };
+  auto close_pair = [](Pair& p) {
+    ::close(p.client.fd);
+    ::close(p.server.fd);
+    p.client.fd = p.server.fd = -1;
+  };
+  while (!stop_) {
+    std::vector<pollfd> fds{{listen_fd_, POLLIN, 0}};
+    for (auto& p : pairs) {
+      // Read from a side only when its bytes may flow and the other side's queue is drained.
+      const bool to_server = !hold_to_server_ && p->server.out.empty();
+      const bool to_client = !hold_to_client_ && p->client.out.empty();
+      short cev = static_cast<short>((to_server ? POLLIN : 0) | (!p->client.out.empty() && !hold_to_client_ ? POLLOUT : 0));
+      short sev = static_cast<short>((to_client ? POLLIN : 0) | (!p->server.out.empty() && !hold_to_server_ ? POLLOUT : 0));
+      fds.push_back({p->client.fd, cev, 0});
+      fds.push_back({p->server.fd, sev, 0});
+    }
+    if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      int c = ::accept(listen_fd_, nullptr, nullptr);
+      if (c >= 0) {
+        int s = connect_target();
+        if (s < 0) {
+          ::close(c);
+        } else {
+          int one = 1;
+          ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          ::fcntl(c, F_SETFL, O_NONBLOCK);
+          auto p = std::make_unique<Pair>();
+          p->client.fd = c;
+          p->server.fd = s;
+          pairs.push_back(std::move(p));
+        }
+      }
+    }
+    for (std::size_t i = 0; i < pairs.size() && 1 + 2 * i + 1 < fds.size(); ++i) {
+      Pair& p = *pairs[i];
+      const pollfd& cf = fds[1 + 2 * i];
+      const pollfd& sf = fds[2 + 2 * i];
+      bool closed = false;
+      auto pump = [&](const pollfd& from_fd, Side& from, Side& to) {
+        (void)from;
+        if (from_fd.revents & (POLLIN | POLLHUP | POLLERR)) {
+          char buf[65536];
+          ssize_t n = ::read(from_fd.fd, buf, sizeof buf);
+          if (n <= 0) closed = true;
+          else to.out.append(buf, static_cast<std::size_t>(n));
+        }
+      };
+      auto flush = [&](const pollfd& fd, Side& side) {
+        if ((fd.revents & POLLOUT) && !side.out.empty()) {
+          ssize_t n = ::send(side.fd, side.out.data(), side.out.size(), MSG_NOSIGNAL);
+          if (n < 0 && errno != EAGAIN) closed = true;
+          if (n > 0) side.out.erase(0, static_cast<std::size_t>(n));
+        }
+      };
+      pump(cf, p.client, p.server);
+      pump(sf, p.server, p.client);
+      flush(cf, p.client);
+      flush(sf, p.server);
+      if (closed) close_pair(p);
+    }
+    std::erase_if(pairs, [](const auto& p) { return p->client.fd < 0; });
+  }
+  for (auto& p : pairs) close_pair(*p);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 namespace {

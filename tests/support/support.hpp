@@ -3,6 +3,9 @@
 // servers that a test may stop and start, child processes, and a raw HTTP client.
 #include <sys/types.h>
 
+#include <atomic>
+#include <thread>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -82,6 +85,9 @@ class RedisServer {
   std::string url() const;
   void start();
   void stop();  // SIGKILL: a crash, not a polite shutdown
+  // SIGSTOP / SIGCONT: a server that hangs, its connections open, then carries on.
+  void pause();
+  void resume();
 
  private:
   std::uint16_t port_;
@@ -122,6 +128,27 @@ class BlackHole {
  private:
   int fd_ = -1;
   std::uint16_t port_ = 0;
+};
+
+// A TCP relay to 127.0.0.1:<target> that a test can hold: while held, bytes stop flowing in that
+// direction and the connections stay open, as with a stalled peer or a congested network.
+class Link {
+ public:
+  explicit Link(std::uint16_t target);
+  ~Link();
+  Link(const Link&) = delete;
+  std::uint16_t port() const { return port_; }
+  std::string redis_url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  void hold(bool to_client, bool to_server);
+  void release() { hold(false, false); }
+
+ private:
+  void run();
+  std::uint16_t target_;
+  std::uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false}, hold_to_client_{false}, hold_to_server_{false};
+  std::thread thread_;
 };
 
 // Minimal blocking HTTP client on a raw socket, for tests that need exact bytes.
