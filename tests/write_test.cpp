@@ -38,16 +38,6 @@ RawClient::Response call(std::uint16_t port, const std::string& method, const st
   return *r;
 }
 
-std::string field(const std::string& body, std::initializer_list<const char*> path) {
-  simdjson::dom::parser p;
-  simdjson::dom::element e;
-  if (p.parse(body).get(e)) return "<not json>";
-  for (const char* k : path)
-    if (e[k].get(e)) return "<missing>";
-  if (e.is_string()) return std::string(e.get_string().value_unsafe());
-  return simdjson::to_string(e);
-}
-
 std::string cache_status(const RawClient::Response& r) {
   auto it = r.headers.find("cache-status");
   return it == r.headers.end() ? "" : it->second;
@@ -98,12 +88,12 @@ TEST_F(Writes, PostPutDeleteAsFrappeAnswersThem) {
   auto created = call(p.port(), "POST", kOrders, auth(),
                       order_body(c, v, R"(,"items":[{"item_code":"ITEM-00001","qty":2,"rate":10.5},{"item_code":"ITEM-00002","qty":1,"rate":3}])"));
   ASSERT_EQ(created.status, 200) << created.body;
-  const std::string name = field(created.body, {"data", "name"});
+  const std::string name = json_field(created.body, {"data", "name"});
   EXPECT_EQ(name.rfind("SO-" + year() + "-", 0), 0u) << name;
-  EXPECT_EQ(field(created.body, {"data", "doctype"}), "Service Order");
-  EXPECT_EQ(field(created.body, {"data", "owner"}), user_.name());
-  EXPECT_EQ(field(created.body, {"data", "modified_by"}), user_.name());
-  EXPECT_EQ(field(created.body, {"data", "estimated_cost"}), "99.5");
+  EXPECT_EQ(json_field(created.body, {"data", "doctype"}), "Service Order");
+  EXPECT_EQ(json_field(created.body, {"data", "owner"}), user_.name());
+  EXPECT_EQ(json_field(created.body, {"data", "modified_by"}), user_.name());
+  EXPECT_EQ(json_field(created.body, {"data", "estimated_cost"}), "99.5");
   EXPECT_TRUE(has(created.body, "\"items\":[{")) << created.body;
   EXPECT_TRUE(has(created.body, "\"parent\":\"" + name + "\"")) << created.body;
   EXPECT_EQ(q("SELECT COUNT(*) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "2");
@@ -112,10 +102,10 @@ TEST_F(Writes, PostPutDeleteAsFrappeAnswersThem) {
   // PUT is partial: what it names changes, the rest stays, modified moves.
   auto updated = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"In Progress"})");
   ASSERT_EQ(updated.status, 200) << updated.body;
-  EXPECT_EQ(field(updated.body, {"data", "status"}), "In Progress");
-  EXPECT_EQ(field(updated.body, {"data", "estimated_cost"}), "99.5");
-  EXPECT_NE(field(updated.body, {"data", "modified"}), field(created.body, {"data", "modified"}));
-  EXPECT_EQ(field(updated.body, {"data", "creation"}), field(created.body, {"data", "creation"}));
+  EXPECT_EQ(json_field(updated.body, {"data", "status"}), "In Progress");
+  EXPECT_EQ(json_field(updated.body, {"data", "estimated_cost"}), "99.5");
+  EXPECT_NE(json_field(updated.body, {"data", "modified"}), json_field(created.body, {"data", "modified"}));
+  EXPECT_EQ(json_field(updated.body, {"data", "creation"}), json_field(created.body, {"data", "creation"}));
   EXPECT_EQ(q("SELECT COUNT(*) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "2");
   // Naming a child table replaces its rows.
   auto items = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"items":[{"item_code":"ITEM-00003","qty":5,"rate":1}]})");
@@ -124,7 +114,7 @@ TEST_F(Writes, PostPutDeleteAsFrappeAnswersThem) {
 
   auto read = call(p.port(), "GET", kOrders + "/" + name, auth());
   EXPECT_EQ(read.status, 200);
-  EXPECT_EQ(field(read.body, {"data", "status"}), "In Progress");
+  EXPECT_EQ(json_field(read.body, {"data", "status"}), "In Progress");
 
   auto deleted = call(p.port(), "DELETE", kOrders + "/" + name, auth());
   EXPECT_EQ(deleted.status, 202);
@@ -173,7 +163,7 @@ TEST_F(Writes, InvalidWritesAreRefusedAndWriteNothing) {
   for (const auto& k : cases) {
     auto r = call(p.port(), "POST", kOrders, auth(), k.body);
     EXPECT_EQ(r.status, k.status) << k.body.substr(0, 200) << " -> " << r.body;
-    EXPECT_EQ(field(r.body, {"exc_type"}), k.exc_type) << r.body;
+    EXPECT_EQ(json_field(r.body, {"exc_type"}), k.exc_type) << r.body;
     EXPECT_TRUE(has(r.body, k.says)) << k.says << " not in " << r.body;
   }
   EXPECT_EQ(state(), before) << "a refused write left something behind";
@@ -189,14 +179,14 @@ TEST_F(Writes, OptimisticConcurrencyRefusesStaleUpdates) {
   auto [c, v] = customer_with_vehicle();
   auto created = call(p.port(), "POST", kOrders, auth(), order_body(c, v));
   ASSERT_EQ(created.status, 200) << created.body;
-  const std::string name = field(created.body, {"data", "name"});
-  const std::string seen = field(created.body, {"data", "modified"});
+  const std::string name = json_field(created.body, {"data", "name"});
+  const std::string seen = json_field(created.body, {"data", "modified"});
   auto first = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"In Progress","modified":")" + seen + "\"}");
   ASSERT_EQ(first.status, 200) << first.body;
   // Another client still holds the old version.
   auto stale = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"status":"Cancelled","modified":")" + seen + "\"}");
   EXPECT_EQ(stale.status, 417);
-  EXPECT_EQ(field(stale.body, {"exc_type"}), "TimestampMismatchError");
+  EXPECT_EQ(json_field(stale.body, {"exc_type"}), "TimestampMismatchError");
   EXPECT_EQ(q("SELECT status FROM `tabService Order` WHERE name = '" + name + "'"), "In Progress");
   // Renames are not updates.
   auto rename = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"name":"SO-OTHER"})");
@@ -204,11 +194,11 @@ TEST_F(Writes, OptimisticConcurrencyRefusesStaleUpdates) {
   // A name that exists is a conflict.
   auto dup = call(p.port(), "POST", "/api/resource/Customer", auth(), R"({"name":")" + c + R"(","customer_name":"again"})");
   EXPECT_EQ(dup.status, 409);
-  EXPECT_EQ(field(dup.body, {"exc_type"}), "DuplicateEntryError");
+  EXPECT_EQ(json_field(dup.body, {"exc_type"}), "DuplicateEntryError");
   // What others link to cannot be deleted.
   auto linked = call(p.port(), "DELETE", "/api/resource/Customer/" + c, auth());
   EXPECT_EQ(linked.status, 417);
-  EXPECT_EQ(field(linked.body, {"exc_type"}), "LinkExistsError");
+  EXPECT_EQ(json_field(linked.body, {"exc_type"}), "LinkExistsError");
 }
 
 TEST_F(Writes, ConcurrentUpdatesOfOneDocumentApplyWhole) {
@@ -216,7 +206,7 @@ TEST_F(Writes, ConcurrentUpdatesOfOneDocumentApplyWhole) {
   auto [c, v] = customer_with_vehicle();
   auto created = call(p.port(), "POST", kOrders, auth(), order_body(c, v));
   ASSERT_EQ(created.status, 200);
-  const std::string name = field(created.body, {"data", "name"});
+  const std::string name = json_field(created.body, {"data", "name"});
   std::vector<std::future<int>> results;
   for (int i = 0; i < 24; ++i)
     results.push_back(std::async(std::launch::async, [&, i] {
@@ -241,7 +231,7 @@ TEST_F(Writes, NamingSeriesHasNoDuplicatesAndNoGaps) {
   for (auto& f : results) {
     auto r = f.get();
     ASSERT_EQ(r.status, 200) << r.body;
-    const std::string name = field(r.body, {"data", "name"});
+    const std::string name = json_field(r.body, {"data", "name"});
     numbers.insert(std::stol(name.substr(name.rfind('-') + 1)));
   }
   ASSERT_EQ(numbers.size(), 40u);
@@ -271,24 +261,24 @@ TEST_F(Writes, ReadYourWritesOnThisAndAnotherInstance) {
   ASSERT_EQ(renamed.status, 200) << renamed.body;
   for (auto* p : {&a, &b}) {
     auto s = call(p->port(), "GET", summary, auth());
-    EXPECT_EQ(field(s.body, {"message", "customer", "customer_name"}), "Renamed") << cache_status(s);
+    EXPECT_EQ(json_field(s.body, {"message", "customer", "customer_name"}), "Renamed") << cache_status(s);
     auto d = call(p->port(), "GET", doc, auth());
-    EXPECT_EQ(field(d.body, {"data", "customer_name"}), "Renamed") << cache_status(d);
+    EXPECT_EQ(json_field(d.body, {"data", "customer_name"}), "Renamed") << cache_status(d);
   }
   // A new order moves the summary's counts, on both instances.
   auto order = call(b.port(), "POST", kOrders, auth(), order_body(c, v));
   ASSERT_EQ(order.status, 200);
-  for (auto* p : {&a, &b}) EXPECT_EQ(field(call(p->port(), "GET", summary, auth()).body, {"message", "total_orders"}), "1");
+  for (auto* p : {&a, &b}) EXPECT_EQ(json_field(call(p->port(), "GET", summary, auth()).body, {"message", "total_orders"}), "1");
   // Moving the order to another customer invalidates both customers' answers.
   auto [c2, v2] = customer_with_vehicle();
   const std::string summary2 = "/api/method/universal_workshop.api.get_customer_summary?customer=" + c2;
-  EXPECT_EQ(field(call(a.port(), "GET", summary2, auth()).body, {"message", "total_orders"}), "0");
-  auto moved = call(a.port(), "PUT", kOrders + "/" + field(order.body, {"data", "name"}), auth(),
+  EXPECT_EQ(json_field(call(a.port(), "GET", summary2, auth()).body, {"message", "total_orders"}), "0");
+  auto moved = call(a.port(), "PUT", kOrders + "/" + json_field(order.body, {"data", "name"}), auth(),
                     R"({"customer":")" + c2 + R"(","vehicle":")" + v2 + "\"}");
   ASSERT_EQ(moved.status, 200) << moved.body;
   for (auto* p : {&a, &b}) {
-    EXPECT_EQ(field(call(p->port(), "GET", summary, auth()).body, {"message", "total_orders"}), "0");
-    EXPECT_EQ(field(call(p->port(), "GET", summary2, auth()).body, {"message", "total_orders"}), "1");
+    EXPECT_EQ(json_field(call(p->port(), "GET", summary, auth()).body, {"message", "total_orders"}), "0");
+    EXPECT_EQ(json_field(call(p->port(), "GET", summary2, auth()).body, {"message", "total_orders"}), "1");
   }
 }
 
@@ -302,7 +292,7 @@ TEST_F(Writes, ChangesAroundPitstopAreSeenWithinARelayInterval) {
   const auto started = std::chrono::steady_clock::now();
   std::string name;
   while (std::chrono::steady_clock::now() - started < 5s) {
-    name = field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
+    name = json_field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
     if (name == "Changed in the desk") break;
     std::this_thread::sleep_for(20ms);
   }
@@ -333,7 +323,7 @@ TEST_F(Writes, TheBinaryLogWakesTheRelayForChangesAroundPitstopOnly) {
     if (!has(ready, "\"binlog_following\":true")) std::this_thread::sleep_for(50ms);
   }
   ASSERT_TRUE(has(ready, "\"binlog_following\":true")) << ready;
-  auto wakes = [&] { return std::stol(field(readyz(), {"checks", "outbox_relay", "binlog_wakes"})); };
+  auto wakes = [&] { return std::stol(json_field(readyz(), {"checks", "outbox_relay", "binlog_wakes"})); };
   auto [c, v] = customer_with_vehicle();
   const std::string doc = "/api/resource/Customer/" + c;
   call(p.port(), "GET", doc, auth());
@@ -346,7 +336,7 @@ TEST_F(Writes, TheBinaryLogWakesTheRelayForChangesAroundPitstopOnly) {
   q("UPDATE `tabCustomer` SET customer_name = 'Changed in the desk' WHERE name = '" + c + "'");
   std::string name;
   for (int i = 0; i < 100 && name != "Changed in the desk"; ++i) {
-    name = field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
+    name = json_field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
     if (name != "Changed in the desk") std::this_thread::sleep_for(20ms);
   }
   EXPECT_EQ(name, "Changed in the desk") << "not relayed within 2 s with a relay interval of a minute";
@@ -370,7 +360,7 @@ TEST_F(Writes, AnOrderWriteDropsWhatShowsTheOrderAndNothingElse) {
     call(p.port(), "GET", t, auth());
     ASSERT_TRUE(has(cache_status(call(p.port(), "GET", t, auth())), "hit")) << t;
   }
-  auto put = call(p.port(), "PUT", kOrders + "/" + field(o1.body, {"data", "name"}), auth(), R"({"status":"In Progress"})");
+  auto put = call(p.port(), "PUT", kOrders + "/" + json_field(o1.body, {"data", "name"}), auth(), R"({"status":"In Progress"})");
   ASSERT_EQ(put.status, 200) << put.body;
   // What shows the order is fresh at once...
   auto fresh = call(p.port(), "GET", h1, auth());
@@ -401,13 +391,13 @@ TEST_F(Writes, ALateCommitBehindLaterChangesIsStillDelivered) {
   std::this_thread::sleep_for(1000ms);
   auto before = call(p.port(), "GET", doc, auth());
   EXPECT_TRUE(has(cache_status(before), "hit")) << "the old answer should still be cached: " << cache_status(before);
-  EXPECT_EQ(field(before.body, {"data", "customer_name"}), "Writer " + slow);
-  EXPECT_EQ(field(call(p.port(), "GET", "/api/resource/Customer/" + fast, auth()).body, {"data", "customer_name"}), "Committed at once");
+  EXPECT_EQ(json_field(before.body, {"data", "customer_name"}), "Writer " + slow);
+  EXPECT_EQ(json_field(call(p.port(), "GET", "/api/resource/Customer/" + fast, auth()).body, {"data", "customer_name"}), "Committed at once");
   late.get();
   const auto committed = std::chrono::steady_clock::now();
   std::string name;
   while (std::chrono::steady_clock::now() - committed < 5s) {
-    name = field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
+    name = json_field(call(p.port(), "GET", doc, auth()).body, {"data", "customer_name"});
     if (name == "Committed late") break;
     std::this_thread::sleep_for(20ms);
   }
@@ -428,15 +418,15 @@ TEST_F(Writes, EventsArePublishedAndStreamedInTheDocumentedFormat) {
   auto brace = out.find('{');
   ASSERT_NE(brace, std::string::npos) << out;
   const std::string json = out.substr(brace, out.rfind('}') - brace + 1);
-  EXPECT_EQ(field(json, {"source"}), "pitstop");
-  EXPECT_EQ(field(json, {"site"}), site);
-  EXPECT_EQ(field(json, {"id"}).rfind("outbox:", 0), 0u) << json;
+  EXPECT_EQ(json_field(json, {"source"}), "pitstop");
+  EXPECT_EQ(json_field(json, {"site"}), site);
+  EXPECT_EQ(json_field(json, {"id"}).rfind("outbox:", 0), 0u) << json;
   EXPECT_TRUE(has(json, "\"customer:" + c + "\"")) << json;
   EXPECT_TRUE(has(json, "\"doc:Customer/" + c + "\"")) << json;
   EXPECT_TRUE(has(json, "\"doctype:Customer\"")) << json;
-  EXPECT_EQ(field(json, {"time"}).back(), 'Z');
+  EXPECT_EQ(json_field(json, {"time"}).back(), 'Z');
   // Its outbox row is done.
-  const std::string id = field(json, {"id"}).substr(7);
+  const std::string id = json_field(json, {"id"}).substr(7);
   EXPECT_EQ(q("SELECT done FROM `pitstop_outbox` WHERE id = " + id), "1");
 }
 
@@ -459,7 +449,7 @@ TEST_F(Writes, RedisDownDuringAWriteLeavesTheOutboxToTheRelay) {
   EXPECT_EQ(q("SELECT COUNT(*) FROM `pitstop_outbox` WHERE done = 0 AND source = 'pitstop' AND tags LIKE '%\"doc:Customer/" + c + "\"%'"), "1");
   bystander.reset();
   // This instance never answers from what it knows may be stale.
-  EXPECT_EQ(field(call(p->port(), "GET", doc, auth()).body, {"data", "customer_name"}), "Written while Redis was down");
+  EXPECT_EQ(json_field(call(p->port(), "GET", doc, auth()).body, {"data", "customer_name"}), "Written while Redis was down");
   cache.start();
   std::string done;
   for (int i = 0; i < 200 && done != "0"; ++i) {
@@ -469,7 +459,7 @@ TEST_F(Writes, RedisDownDuringAWriteLeavesTheOutboxToTheRelay) {
   EXPECT_EQ(done, "0");
   // A new instance reading from the same Redis sees the new value.
   Pitstop other({{"PITSTOP_SITE", site}, {"PITSTOP_REDIS_CACHE_URL", cache.url()}});
-  EXPECT_EQ(field(call(other.port(), "GET", doc, auth()).body, {"data", "customer_name"}), "Written while Redis was down");
+  EXPECT_EQ(json_field(call(other.port(), "GET", doc, auth()).body, {"data", "customer_name"}), "Written while Redis was down");
 }
 
 TEST_F(Writes, AKilledInstanceLeavesNothingStaleAfterRestart) {
@@ -491,7 +481,7 @@ TEST_F(Writes, AKilledInstanceLeavesNothingStaleAfterRestart) {
   p = std::make_unique<Pitstop>(env);
   // Ready means the relay has caught up: the stale answer is gone.
   auto r = call(p->port(), "GET", doc, auth());
-  EXPECT_EQ(field(r.body, {"data", "customer_name"}), "After the crash") << cache_status(r);
+  EXPECT_EQ(json_field(r.body, {"data", "customer_name"}), "After the crash") << cache_status(r);
   EXPECT_EQ(q("SELECT COUNT(*) FROM `pitstop_outbox` WHERE done = 0 AND source = 'pitstop' AND tags LIKE '%\"doc:Customer/" + c + "\"%'"), "0");
 }
 

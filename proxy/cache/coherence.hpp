@@ -65,7 +65,6 @@ class Trust {
   void prove_until(Clock::time_point until) { proven_until_.store(until.time_since_epoch().count(), std::memory_order_release); }
   // The event feed is gone: no L1 from now on until proven again.
   void fence() { proven_until_.store(0, std::memory_order_release); }
-  Clock::time_point proven_until() const { return Clock::time_point(Clock::duration(proven_until_.load(std::memory_order_acquire))); }
 
   bool l2_trusted() const { return l2_suspect_since_.load(std::memory_order_acquire) == 0; }
   // A Redis operation failed (or an invalidation may not have reached Redis): distrust it until

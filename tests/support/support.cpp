@@ -3,6 +3,8 @@
 
 #include "proxy/auth/auth.hpp"
 
+#include <simdjson.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -606,6 +608,16 @@ std::optional<RawClient::Response> http_get(std::uint16_t port, const std::strin
   RawClient c(port);
   if (!c.send("GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n")) return std::nullopt;
   return c.read_response(limit);
+}
+
+std::string json_field(const std::string& body, std::initializer_list<const char*> path) {
+  simdjson::dom::parser p;
+  simdjson::dom::element e;
+  if (p.parse(body).get(e)) return "<not json>";
+  for (const char* k : path)
+    if (e[k].get(e)) return "<missing>";
+  if (e.is_string()) return std::string(e.get_string().value_unsafe());
+  return simdjson::to_string(e);
 }
 
 }  // namespace pitstop::test

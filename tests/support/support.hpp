@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -197,6 +198,10 @@ std::optional<RawClient::Response> http_request(std::uint16_t port, const std::s
                                                 const std::vector<std::string>& headers = {},
                                                 std::chrono::milliseconds limit = std::chrono::seconds(10),
                                                 const std::string& body = {});
+
+// The value at `path` in a JSON body: a string as is, anything else as JSON text; "<not json>" or
+// "<missing>" when there is none.
+std::string json_field(const std::string& body, std::initializer_list<const char*> path);
 
 // One request on a fresh connection.
 std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,
