@@ -24,11 +24,6 @@ std::string unique_site() {
   return "cohtest-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
 }
 
-std::string cache_status(const RawClient::Response& r) {
-  auto it = r.headers.find("cache-status");
-  return it == r.headers.end() ? "" : it->second;
-}
-
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::string q(const std::string& sql) {

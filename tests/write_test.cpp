@@ -38,11 +38,6 @@ RawClient::Response call(std::uint16_t port, const std::string& method, const st
   return *r;
 }
 
-std::string cache_status(const RawClient::Response& r) {
-  auto it = r.headers.find("cache-status");
-  return it == r.headers.end() ? "" : it->second;
-}
-
 // The service database, as the tests see it.
 std::string q(const std::string& sql) {
   auto out = mariadb_sql(service_config().mariadb.primary, sql);

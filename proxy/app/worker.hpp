@@ -56,7 +56,6 @@ class Worker {
   auth::Verifier& verifier() { return verifier_; }
   cache::Store& store() { return store_; }
   cache::ReadThrough& read_through() { return read_through_; }
-  invalidation::Invalidator& invalidator() { return invalidator_; }
   invalidation::Barrier& barrier() { return barrier_; }
   // Worker 0 only: the lease, the pings and the subscription (nullptr elsewhere).
   const invalidation::Membership* membership() const { return membership_.get(); }

@@ -59,13 +59,10 @@ std::optional<Event> decode(std::string_view json) {
 
 Names names(std::string_view site) {
   const std::string prefix = "pitstop:" + std::string(site) + ":";
-  return {prefix + "invalidations", prefix + "invalidations:stream", prefix + "members"};
+  return {prefix, prefix + "invalidations", prefix + "invalidations:stream", prefix + "members"};
 }
 
-std::string Names::inbox(std::string_view instance) const {
-  // channel is pitstop:<site>:invalidations
-  return channel.substr(0, channel.size() - std::string_view("invalidations").size()) + "instance:" + std::string(instance);
-}
+std::string Names::inbox(std::string_view instance) const { return prefix + "instance:" + std::string(instance); }
 
 namespace {
 // Publishes and streams the event and says who must acknowledge it: the members whose lease is

@@ -44,6 +44,7 @@ std::optional<Event> decode(std::string_view json);
 std::string utc_now();
 
 struct Names {
+  std::string prefix;   // pitstop:<site>:
   std::string channel;  // pitstop:<site>:invalidations (PUBLISH)
   std::string stream;   // pitstop:<site>:invalidations:stream (XADD, capped)
   std::string members;  // pitstop:<site>:members (sorted set: instance -> end of its lease, Redis's clock)

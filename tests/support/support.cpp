@@ -620,4 +620,9 @@ std::string json_field(const std::string& body, std::initializer_list<const char
   return simdjson::to_string(e);
 }
 
+std::string cache_status(const RawClient::Response& r) {
+  auto it = r.headers.find("cache-status");
+  return it == r.headers.end() ? "" : it->second;
+}
+
 }  // namespace pitstop::test

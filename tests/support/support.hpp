@@ -203,6 +203,9 @@ std::optional<RawClient::Response> http_request(std::uint16_t port, const std::s
 // "<missing>" when there is none.
 std::string json_field(const std::string& body, std::initializer_list<const char*> path);
 
+// The answer's Cache-Status field, or "".
+std::string cache_status(const RawClient::Response& r);
+
 // One request on a fresh connection.
 std::optional<RawClient::Response> http_get(std::uint16_t port, const std::string& target,
                                             std::chrono::milliseconds limit = std::chrono::seconds(10));
