@@ -75,7 +75,7 @@ TEST(App, ServesHealthReadinessAndFrappeStyleNotFound) {
   EXPECT_NE(missing->body.find("\"exc_type\":\"DoesNotExistError\""), std::string::npos) << missing->body;
 
   RawClient c(p.port());
-  ASSERT_TRUE(c.send("POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+  ASSERT_TRUE(c.send("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
   auto post = c.read_response();
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 405);
@@ -96,12 +96,12 @@ TEST(App, SigtermFinishesTheRequestInFlightThenExitsZero) {
              {"PITSTOP_TIMEOUTS_READINESS_MS", "3000"}},
             false);
   RawClient idle(p.port());
-  ASSERT_TRUE(idle.send("GET /healthz HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(idle.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"));
   ASSERT_TRUE(idle.read_response());
 
   RawClient busy(p.port());
   auto started = std::chrono::steady_clock::now();
-  ASSERT_TRUE(busy.send("GET /readyz HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(busy.send("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"));
   std::this_thread::sleep_for(300ms);
   p.process().signal(SIGTERM);
 
@@ -130,7 +130,7 @@ TEST(App, DrainDeadlineCutsRequestsThatTakeTooLong) {
              {"PITSTOP_TIMEOUTS_DRAIN_MS", "500"}},
             false);
   RawClient busy(p.port());
-  ASSERT_TRUE(busy.send("GET /readyz HTTP/1.1\r\n\r\n"));
+  ASSERT_TRUE(busy.send("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"));
   std::this_thread::sleep_for(200ms);
   auto started = std::chrono::steady_clock::now();
   p.process().signal(SIGTERM);

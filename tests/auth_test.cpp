@@ -140,7 +140,7 @@ class Verifier : public ::testing::Test {
     boost::system::result<auth::Identity, auth::Failure> out = auth::Failure{};
     test::run(ioc_, [](auth::Verifier& v, std::string a, std::string c,
                        boost::system::result<auth::Identity, auth::Failure>& o) -> asio::awaitable<void> {
-      auto r = co_await v.identify(a, c);
+      auto r = co_await v.identify(a, auth::sid_cookie(c));
       if (r) o = **r;
       else o = r.error();
     }(*verifier_, authorization, cookie, out));
@@ -274,4 +274,139 @@ TEST_F(Verifier, DatabaseOutageIsAServiceErrorNotAVerdict) {
   }(v, out));
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().status, 503u);
+}
+
+TEST(Presented, OneAuthorizationAndOneSidValue) {
+  const std::string_view one[] = {"token a:b"};
+  const std::string_view two[] = {"token a:b", "token a:b"};
+  auto ok = auth::presented(one, 1, nullptr, 0);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->authorization, "token a:b");
+  auto twice = auth::presented(two, 2, nullptr, 0);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().status, 400u);
+  EXPECT_EQ(twice.error().exc_type, "InvalidAuthorizationHeader");
+
+  struct Case {
+    std::vector<std::string_view> lines;
+    bool ok;
+    std::string_view sid;
+  };
+  const Case cases[] = {
+      {{"sid=abc"}, true, "abc"},
+      {{"full_name=A; sid=abc; user_id=x"}, true, "abc"},
+      {{"sid=abc; sid=abc"}, true, "abc"},  // the same value twice names one session
+      {{"sid=abc", "other=1; sid=abc"}, true, "abc"},
+      {{"sid=abc; sid=xyz"}, false, ""},
+      {{"sid=abc", "sid=xyz"}, false, ""},
+      {{"sid=abc;sid=\"xyz\""}, false, ""},
+      {{"sid=abc; sid="}, false, ""},
+      {{"xsid=abc; sid=xyz"}, true, "xyz"},  // another cookie whose name ends in sid
+      {{"a=1"}, true, ""},
+  };
+  for (const auto& c : cases) {
+    auto r = auth::presented(nullptr, 0, c.lines.data(), c.lines.size());
+    ASSERT_EQ(static_cast<bool>(r), c.ok) << c.lines.front();
+    if (r) EXPECT_EQ(r->sid, c.sid) << c.lines.front();
+    else EXPECT_EQ(r.error().status, 400u);
+  }
+}
+
+// Frappe's order when a session and an Authorization header come together (frappe/auth.py
+// validate_auth, sessions.py resume): a front proxy must name the same user the ERP would.
+TEST_F(Verifier, SessionAndHeaderTogetherDecideAsFrappeDoes) {
+  sql({"INSERT INTO `tabSessions` (user, sid, sessiondata, lastupdate, status) VALUES ('" + user("carol") + "', '" + prefix_ +
+       "-carol', '{}', NOW(6), 'Active')"});
+  const std::string carol = "sid=" + prefix_ + "-carol";
+  const std::string good_key = "token " + prefix_ + "-ka:alice-secret";
+  // A valid API key beside a live session: the session is the user.
+  auto r = identify(good_key, carol);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->user, user("carol"));
+  // A wrong secret or unknown key beside a live session is still refused.
+  for (const std::string& bad : {"token " + prefix_ + "-ka:wrong", "token " + prefix_ + "-nokey:x"}) {
+    auto b = identify(bad, carol);
+    ASSERT_FALSE(b) << bad;
+    EXPECT_EQ(b.error().status, 401u);
+  }
+  // A valid Bearer token names its user whatever the session; an invalid one leaves the session.
+  auto bearer = identify("Bearer " + prefix_ + "-live", carol);
+  ASSERT_TRUE(bearer);
+  EXPECT_EQ(bearer->user, user("alice"));
+  auto stale_bearer = identify("Bearer " + prefix_ + "-revoked", carol);
+  ASSERT_TRUE(stale_bearer);
+  EXPECT_EQ(stale_bearer->user, user("carol"));
+  // An unknown sid leaves a Guest, and then the header decides either way.
+  auto unknown = "sid=" + prefix_ + "-nosuch";
+  auto via_key = identify(good_key, unknown);
+  ASSERT_TRUE(via_key);
+  EXPECT_EQ(via_key->user, user("alice"));
+  auto refused = identify("token " + prefix_ + "-ka:wrong", unknown);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().status, 401u);
+  auto alone = identify("", unknown);
+  ASSERT_TRUE(alone);
+  EXPECT_TRUE(alone->is_guest());
+  EXPECT_TRUE(alone->session_expired);
+}
+
+// Each unknown credential costs a database lookup: past the budget of failures per client
+// address or per API key, new ones are refused without asking the database.
+TEST_F(Verifier, FailedAuthenticationsAreBudgetedPerClientAndPerKey) {
+  limits::LocalLimiter local;
+  auth::FailureBudget budget(local, limits::Policy{"auth_failures", 3, 60, 3});
+  auth::Settings s;
+  s.encryption_key = kKey;
+  auth::Verifier v(*pool_, s, &budget);
+  auto attempt = [&](const std::string& authorization, const std::string& client, const std::string& sid = "") {
+    boost::system::result<auth::Identity, auth::Failure> out = auth::Failure{};
+    test::run(ioc_, [](auth::Verifier& v, std::string a, std::string sid, std::string c,
+                       boost::system::result<auth::Identity, auth::Failure>& o) -> asio::awaitable<void> {
+      auto r = co_await v.identify(a, sid, c);
+      if (r) o = **r;
+      else o = r.error();
+    }(v, authorization, sid, client, out));
+    return out;
+  };
+  // A valid credential verified before the client starts guessing keeps working.
+  const std::string good = "token " + prefix_ + "-ka:alice-secret";
+  ASSERT_TRUE(attempt(good, "10.0.0.1"));
+  // Four guesses (three plus a burst of three, on GCRA's terms: 20 s apart each) are looked up...
+  for (int i = 0; i < 4; ++i) {
+    auto r = attempt("token guess" + std::to_string(i) + ":x", "10.0.0.1");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().status, 401u) << i;
+  }
+  const auto lookups = v.stats().lookups;
+  // ...the fifth is refused without one, with the budget's fields.
+  auto over = attempt("token guess-next:x", "10.0.0.1");
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().status, 429u);
+  EXPECT_EQ(over.error().exc_type, "TooManyRequestsError");
+  ASSERT_TRUE(over.error().policy);
+  EXPECT_GT(over.error().decision.retry_after_s, 0);
+  EXPECT_EQ(v.stats().lookups, lookups);
+  EXPECT_TRUE(attempt(good, "10.0.0.1"));  // already verified: not a guess
+  // Unknown sids count like bad keys.
+  for (int i = 0; i < 4; ++i) {
+    auto r = attempt("", "10.0.3.1", prefix_ + "-nosuch" + std::to_string(i));
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->session_expired);
+  }
+  auto sid_over = attempt("", "10.0.3.1", prefix_ + "-nosuch-more");
+  ASSERT_FALSE(sid_over);
+  EXPECT_EQ(sid_over.error().status, 429u);
+  // Another client has its own budget, but guesses at one API key from many addresses run
+  // out the key's.
+  for (int i = 0; i < 4; ++i) {
+    auto r = attempt("token " + prefix_ + "-ka:guess" + std::to_string(i), "10.0.1." + std::to_string(i));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().status, 401u) << i;
+  }
+  auto key_over = attempt("token " + prefix_ + "-ka:guess-more", "10.0.2.1");
+  ASSERT_FALSE(key_over);
+  EXPECT_EQ(key_over.error().status, 429u);
+  auto other = attempt("token other-key:x", "10.0.2.1");
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().status, 401u);
 }

@@ -294,6 +294,144 @@ TEST_F(HttpServer, MalformedRequestsAre400) {
   }
 }
 
+// A body the front proxy does not frame as chunked must never be read as the next request
+// (request smuggling): every Transfer-Encoding it cannot honour is refused and the connection closed.
+TEST_F(HttpServer, TransferEncodingNotEndingInChunkedIsRefusedAndClosed) {
+  start();
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+  struct Case {
+    std::string head;
+    int status;
+  };
+  const Case cases[] = {
+      {"Transfer-Encoding: chunked, identity\r\n", 400},
+      {"Transfer-Encoding: identity\r\n", 400},
+      {"Transfer-Encoding: xchunked\r\n", 400},
+      {"Transfer-Encoding: chunked;ext=1\r\n", 400},
+      {"Transfer-Encoding: \r\n", 400},
+      {"Transfer-Encoding: chunked\r\n identity\r\n", 400},           // obs-fold
+      {"Transfer-Encoding: identity\r\nTransfer-Encoding: x\r\n", 400},
+      {"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", 400},
+      {"Transfer-Encoding: chunked, chunked\r\n", 400},
+      {"Transfer-Encoding: identity\r\nContent-Length: 37\r\n", 400},
+      {"Transfer-Encoding: gzip, chunked\r\n", 501},
+  };
+  for (const auto& c : cases) {
+    RawClient client(port_);
+    ASSERT_TRUE(client.send("POST /p HTTP/1.1\r\nHost: t\r\n" + c.head + "\r\n" + smuggled));
+    auto r = client.read_response();
+    ASSERT_TRUE(r) << c.head;
+    EXPECT_EQ(r->status, c.status) << c.head;
+    EXPECT_EQ(r->headers["connection"], "close") << c.head;
+    EXPECT_FALSE(client.read_response(300ms)) << "the body was answered as a request: " << c.head;
+    EXPECT_TRUE(client.closed_by_peer(3s)) << c.head;
+  }
+  // The one accepted form still works, split over two lines too.
+  RawClient ok(port_);
+  ASSERT_TRUE(ok.send("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  auto r = ok.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "POST /p abc");
+}
+
+TEST_F(HttpServer, Http10WithTransferEncodingIsRefusedAndClosed) {
+  start();
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("POST /p HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(exc_type_of(r->body), "BadRequest");
+  EXPECT_TRUE(c.closed_by_peer(3s));
+}
+
+TEST_F(HttpServer, FoldedHeaderLinesAreRefused) {
+  start();
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("GET /f HTTP/1.1\r\nHost: t\r\nX-A: one\r\n\ttwo\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_TRUE(c.closed_by_peer(3s));
+}
+
+TEST_F(HttpServer, HostMustBePresentOnceAndValid) {
+  start();
+  for (std::string head : {std::string("GET / HTTP/1.1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+                           std::string("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: \r\n\r\n"),
+                           std::string("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+                           std::string("GET / HTTP/1.1\r\nHost: a:80:1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: a:x\r\n\r\n"),
+                           std::string("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"),
+                           std::string("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")}) {
+    RawClient c(port_);
+    ASSERT_TRUE(c.send(head));
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << head;
+    EXPECT_EQ(r->status, 400) << head;
+    EXPECT_EQ(exc_type_of(r->body), "BadRequest") << head;
+    EXPECT_TRUE(c.closed_by_peer(3s)) << head;
+  }
+  for (std::string host : {"example.com", "example.com:8080", "127.0.0.1:80", "[::1]:8000", "[2001:db8::1]", "erp_1.local"}) {
+    RawClient c(port_);
+    ASSERT_TRUE(c.send("GET /h HTTP/1.1\r\nHost: " + host + "\r\n\r\n"));
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << host;
+    EXPECT_EQ(r->status, 200) << host;
+  }
+  // HTTP/1.0 had no Host.
+  RawClient old(port_);
+  ASSERT_TRUE(old.send("GET /h HTTP/1.0\r\n\r\n"));
+  auto r = old.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpServer, AbsoluteFormTargetIsServedAsItsPath) {
+  start();
+  RawClient c(port_);
+  ASSERT_TRUE(c.send("GET http://erp.example:8000/api/x?q=1 HTTP/1.1\r\nHost: other\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "GET /api/x?q=1 ");
+  ASSERT_TRUE(c.send("GET HTTPS://erp.example HTTP/1.1\r\nHost: erp.example\r\n\r\n"));
+  r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "GET / ");
+  for (std::string bad : {std::string("GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n"), std::string("GET http://u@a/b HTTP/1.1\r\nHost: a\r\n\r\n"),
+                          std::string("GET http:///b HTTP/1.1\r\nHost: a\r\n\r\n"), std::string("GET a/b HTTP/1.1\r\nHost: a\r\n\r\n"),
+                          std::string("GET * HTTP/1.1\r\nHost: a\r\n\r\n")}) {
+    RawClient b(port_);
+    ASSERT_TRUE(b.send(bad));
+    auto br = b.read_response();
+    ASSERT_TRUE(br) << bad;
+    EXPECT_EQ(br->status, 400) << bad;
+  }
+  RawClient tunnel(port_);
+  ASSERT_TRUE(tunnel.send("CONNECT erp.example:443 HTTP/1.1\r\nHost: erp.example:443\r\n\r\n"));
+  auto tr = tunnel.read_response();
+  ASSERT_TRUE(tr);
+  EXPECT_EQ(tr->status, 405);
+}
+
+TEST_F(HttpServer, OneLongHeaderLineIs431NotUrlTooLong) {
+  start();
+  for (std::size_t len : {17000u, 40000u}) {
+    RawClient c(port_);
+    ASSERT_TRUE(c.send(get("/", "X-Big: " + std::string(len, 'b') + "\r\n")));
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << len;
+    EXPECT_EQ(r->status, 431) << len;
+    EXPECT_EQ(exc_type_of(r->body), "RequestHeaderFieldsTooLarge") << len;
+  }
+  // A long cookie, the usual culprit, says the same.
+  RawClient c(port_);
+  ASSERT_TRUE(c.send(get("/", "Cookie: sid=" + std::string(20000, 'c') + "\r\n")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 431);
+}
+
 TEST_F(HttpServer, ExpectContinueGetsInterimResponse) {
   start();
   RawClient c(port_);
@@ -352,7 +490,7 @@ TEST_F(HttpServer, ConnectionLimitAnswers503) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
   // A slot frees up when a connection closes.
-  ASSERT_TRUE(a->send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(a->send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
   ASSERT_TRUE(a->read_response());
   ASSERT_TRUE(a->closed_by_peer(3s));
   a.reset();

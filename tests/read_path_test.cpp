@@ -404,3 +404,90 @@ TEST_F(ReadPath, CacheOffAnswersEveryReadFromTheDatabase) {
   }
   mariadb_sql(db, "DELETE FROM `tabCustomer` WHERE name = '" + c + "'");
 }
+
+// A front proxy and the ERP behind it must never pick different credentials from one request.
+TEST_F(ReadPath, RepeatedCredentialsAreRefused) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  const std::string doc = "/api/resource/Customer/CUST-00003";
+  auto two_headers = get(p.port(), doc, {alice_.token_header(), bob_.token_header()});
+  EXPECT_EQ(two_headers.status, 400) << two_headers.body;
+  EXPECT_TRUE(has(two_headers.body, "InvalidAuthorizationHeader")) << two_headers.body;
+  auto same_twice = get(p.port(), doc, {alice_.token_header(), alice_.token_header()});
+  EXPECT_EQ(same_twice.status, 400);
+  for (std::vector<std::string> cookies : {std::vector<std::string>{"Cookie: sid=aaa; sid=bbb"},
+                                           std::vector<std::string>{"Cookie: sid=aaa", "Cookie: sid=bbb"}}) {
+    cookies.push_back(alice_.token_header());
+    auto r = get(p.port(), doc, cookies);
+    EXPECT_EQ(r.status, 400) << cookies.front() << ": " << r.body;
+  }
+  // Still one credential each: served.
+  EXPECT_EQ(get(p.port(), doc, {alice_.token_header(), "Cookie: theme=dark; sid=Guest"}).status, 200);
+}
+
+// Anonymous requests learn nothing but 401, whatever their parameters; every refusal still
+// tells the client its budget.
+TEST_F(ReadPath, AnonymousRequestsLearnNothingButTheirBudget) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  for (const std::string target : {std::string("/api/method/universal_workshop.api.get_customer_summary"),
+                                   std::string("/api/resource/Customer?limit_page_length=abc"),
+                                   std::string("/api/resource/Customer?filters=%7Bnot%20json"), std::string(kSummary)}) {
+    auto r = get(p.port(), target, {});
+    EXPECT_EQ(r.status, 401) << target << ": " << r.body;
+    EXPECT_FALSE(r.headers["ratelimit"].empty()) << target;
+    EXPECT_FALSE(r.headers["ratelimit-policy"].empty()) << target;
+  }
+  // 403, 404 (no route, no document) and 417 answers to a user carry the fields too.
+  ApiUser clerk(service_config().mariadb.primary, "readpath-clerk-" + std::to_string(::getpid()) + "@example.com", {"All"});
+  const std::pair<std::string, int> cases[] = {{"/api/resource/NoSuchDoctype", 404},
+                                               {"/api/resource/Customer/NO-SUCH-CUSTOMER", 404},
+                                               {"/api/resource/Customer?limit_page_length=abc", 417}};
+  for (const auto& [target, status] : cases) {
+    auto r = get(p.port(), target, {clerk.token_header()});
+    EXPECT_EQ(r.status, status) << target << ": " << r.body;
+    EXPECT_FALSE(r.headers["ratelimit"].empty()) << target;
+  }
+  auto denied = http_request(p.port(), "DELETE", "/api/resource/Customer/CUST-00001", {clerk.token_header()});
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 403) << denied->body;
+  EXPECT_FALSE(denied->headers["ratelimit"].empty());
+}
+
+// A CDN or a corporate proxy in front must never hand one user's answer to another.
+TEST_F(ReadPath, AnswersAreMarkedPrivateAndVaryOnCredentials) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  for (const std::string target : {std::string("/api/resource/Customer/CUST-00003"), std::string(kSummary)}) {
+    for (int i = 0; i < 2; ++i) {  // the miss and the hit
+      auto r = get(p.port(), target, {alice_.token_header()});
+      ASSERT_EQ(r.status, 200);
+      EXPECT_EQ(r.headers["cache-control"], "private, no-cache") << target;
+      EXPECT_EQ(r.headers["vary"], "Cookie, Authorization") << target;
+      auto revalidated = get(p.port(), target, {alice_.token_header(), "If-None-Match: " + r.headers["etag"]});
+      EXPECT_EQ(revalidated.status, 304);
+      EXPECT_EQ(revalidated.headers["cache-control"], "private, no-cache");
+      EXPECT_EQ(revalidated.headers["vary"], "Cookie, Authorization");
+    }
+  }
+  EXPECT_EQ(get(p.port(), "/api/resource/Customer/NOPE", {alice_.token_header()}).headers["cache-control"], "private, no-cache");
+}
+
+// Each unknown credential costs a database lookup: a client guessing keys is stopped.
+TEST_F(ReadPath, FailedAuthenticationsAreRateLimited) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}, {"PITSTOP_AUTH_FAILURE_LIMIT", "3"}});
+  int refused = 0, unauthorized = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto r = get(p.port(), kSummary, {"Authorization: token guess" + std::to_string(i) + ":secret"});
+    if (r.status == 401) ++unauthorized;
+    if (r.status == 429) {
+      ++refused;
+      EXPECT_TRUE(has(r.body, "TooManyRequestsError")) << r.body;
+      EXPECT_TRUE(has(r.headers["ratelimit-policy"], "\"auth_failures\";q=3")) << r.headers["ratelimit-policy"];
+      EXPECT_FALSE(r.headers["retry-after"].empty());
+    }
+  }
+  // Two workers count together (one budget per instance): at most limit + burst + 1 lookups.
+  EXPECT_LE(unauthorized, 4);
+  EXPECT_GE(refused, 8);
+  // While the address's budget is spent, a key not verified before is refused from it too.
+  auto fresh = get(p.port(), kSummary, {alice_.token_header()});
+  EXPECT_EQ(fresh.status, 429);
+}

@@ -94,10 +94,10 @@ std::string method_class(http::Method m) {
 }
 
 // The class's quota, the rule's own if it has one, else the most generous of the user's roles'.
-limits::Policy policy_for(const config::Config& cfg, const rules::Rule& rule, const auth::Identity& id, const std::string& cls) {
+limits::Policy policy_for(const config::Config& cfg, const rules::Rule* rule, const auth::Identity& id, const std::string& cls) {
   config::RateLimit q = cfg.rate_limits.at(cls);
-  if (rule.rate_limit) {
-    q = *rule.rate_limit;
+  if (rule && rule->rate_limit) {
+    q = *rule->rate_limit;
   } else {
     for (const auto& role : id.roles) {
       auto r = cfg.limiting.roles.find(role);
@@ -110,6 +110,13 @@ limits::Policy policy_for(const config::Config& cfg, const rules::Rule& rule, co
     }
   }
   return limits::Policy{cls, q.limit, q.window.count(), q.burst};
+}
+
+// Refusals from a rule say so in Cache-Status too: the cache was not consulted.
+http::Response refused(unsigned status, std::string_view exc_type, std::string_view message) {
+  auto r = from_failure(status, exc_type, message);
+  r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::refused}));
+  return r;
 }
 
 std::string client_address(Shared& shared, const http::Request& req) {
@@ -142,105 +149,133 @@ std::optional<std::string> Router::permission_denied(const rules::Rule& rule, co
 
 asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   const auto raw_path = req.path();
-  if (raw_path == "/healthz" || raw_path == "/readyz") {
-    if (req.method() != http::Method::get && req.method() != http::Method::head) {
-      auto r = http::error_response(405, "MethodNotAllowed", "Use GET");
-      r.set_header("Allow", "GET, HEAD");
-      co_return r;
-    }
-    if (raw_path == "/healthz") {
-      auto r = http::json_response(200, "{\"status\":\"ok\"}");
-      r.set_header("Cache-Control", "no-store");
-      co_return r;
-    }
-    co_return co_await readiness(worker_);
-  }
+  if (raw_path == "/healthz" || raw_path == "/readyz") co_return co_await health(req);
 
   auto path = rules::decode_path(raw_path);
   if (!path) co_return from_failure(path.error().status, path.error().exc_type, path.error().message);
-  rules::Values captures;
-  const rules::Rule* rule = worker_.shared().rules->match(req.method(), *path, captures);
-  if (!rule) {
+  Matched m;
+  m.rule = worker_.shared().rules->match(req.method(), *path, m.captures);
+
+  // Who asks, before anything else is looked at: an anonymous request learns nothing but 401.
+  auto identified = co_await identify(req);
+  if (!identified && identified.error().policy) co_return too_many_failures(identified.error());
+  const auth::IdentityPtr identity = identified ? *identified : worker_.verifier().guest();
+
+  // The limit: before any cache or origin work, so that a refusal costs neither. Refusals of
+  // every kind carry its fields, so that a client sees its budget whatever it did wrong.
+  Limited limited = co_await limit(req, m.rule, *identity);
+  if (limited.refusal) co_return std::move(*limited.refusal);
+  http::Response response = co_await admitted(req, m, *path, identified);
+  limited.stamp(response);
+  // Every answer depends on the credentials it was given: no shared cache in front may reuse it
+  // for another client, and a private one must ask again (the ETag makes that cheap).
+  response.set_header("Cache-Control", "private, no-cache");
+  response.set_header("Vary", "Cookie, Authorization");
+  co_return response;
+}
+
+asio::awaitable<http::Response> Router::health(const http::Request& req) {
+  if (req.method() != http::Method::get && req.method() != http::Method::head) {
+    auto r = http::error_response(405, "MethodNotAllowed", "Use GET");
+    r.set_header("Allow", "GET, HEAD");
+    co_return r;
+  }
+  if (req.path() == "/healthz") {
+    auto r = http::json_response(200, "{\"status\":\"ok\"}");
+    r.set_header("Cache-Control", "no-store");
+    co_return r;
+  }
+  co_return co_await readiness(worker_);
+}
+
+asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> Router::identify(const http::Request& req) {
+  std::string_view authorization[2], cookies[8];
+  const std::size_t na = req.headers(http::Request::Field::authorization, authorization, 2);
+  const std::size_t nc = req.headers(http::Request::Field::cookie, cookies, 8);
+  if (nc > 8) co_return auth::Failure{400, "BadRequest", "The request carries more than 8 Cookie header lines"};
+  auto p = auth::presented(authorization, na, cookies, nc);
+  if (!p) co_return p.error();
+  if (p->authorization.empty() && p->sid.empty()) co_return worker_.verifier().guest();
+  co_return co_await worker_.verifier().identify(p->authorization, p->sid, client_address(worker_.shared(), req));
+}
+
+http::Response Router::too_many_failures(const auth::Failure& f) {
+  auto r = from_failure(f.status, f.exc_type, f.message);
+  r.set_header("Retry-After", std::to_string(f.decision.retry_after_s));
+  r.set_header("RateLimit-Policy", limits::policy_field(*f.policy));
+  r.set_header("RateLimit", limits::limit_field(*f.policy, f.decision));
+  return r;
+}
+
+void Router::Limited::stamp(http::Response& r) const {
+  if (!policy) return;
+  r.set_header("RateLimit-Policy", limits::policy_field(*policy));
+  r.set_header("RateLimit", limits::limit_field(*policy, decision));
+}
+
+asio::awaitable<Router::Limited> Router::limit(const http::Request& req, const rules::Rule* rule, const auth::Identity& identity) {
+  Limited out;
+  const auto& cfg = worker_.config();
+  if (!cfg.limiting.enabled) co_return out;
+  out.policy = policy_for(cfg, rule, identity, method_class(req.method()));
+  std::string bucket = identity.is_guest() ? "ip:" + client_address(worker_.shared(), req) : "user:" + identity.user;
+  if (rule && rule->rate_limit) bucket += ":rule:" + rule->name;
+  out.decision = co_await worker_.limiter().check(bucket, *out.policy);
+  if (out.decision.allowed) co_return out;
+  if (out.decision.source == limits::Decision::Source::closed) {
+    auto r = refused(503, "ServiceUnavailable", "Rate limits cannot be checked (Redis unreachable) and limiting.fail_mode is closed");
+    r.set_header("Retry-After", "1");
+    out.refusal = std::move(r);
+    co_return out;
+  }
+  auto r = refused(429, "TooManyRequestsError",
+                   "Too many requests: the limit of " + out.policy->name + " requests is " + std::to_string(out.policy->limit) + " per " +
+                       std::to_string(out.policy->window_s) + " s; retry in " + std::to_string(out.decision.retry_after_s) + " s");
+  r.set_header("Retry-After", std::to_string(out.decision.retry_after_s));
+  out.stamp(r);
+  out.refusal = std::move(r);
+  co_return out;
+}
+
+asio::awaitable<http::Response> Router::admitted(const http::Request& req, Matched& m, const std::string& path,
+                                                 const boost::system::result<auth::IdentityPtr, auth::Failure>& identified) {
+  if (!identified) co_return refused(identified.error().status, identified.error().exc_type, identified.error().message);
+  const auth::Identity& identity = **identified;
+  if (!m.rule) {
     std::string message = "No route for ";
     message.append(req.method_text());
     message += ' ';
-    message.append(path->substr(0, 200));
+    message.append(path.substr(0, 200));
     co_return http::error_response(404, "DoesNotExistError", message);
   }
+  const rules::Rule& rule = *m.rule;
+  if (identity.is_guest() && !rule.allow_guest) {
+    if (identity.session_expired) co_return refused(401, "SessionExpired", "Session expired");
+    co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");
+  }
+  // Roles: the rule's, and for resources the doctype's permission for the action.
+  if (auto denied = permission_denied(rule, m.captures, identity)) co_return refused(403, "PermissionError", *denied);
+  if (rules::is_write(rule.origin)) co_return co_await write(rule, m.captures, identity, req);
 
-  // Refusals from a rule say so in Cache-Status too: the cache was not consulted.
-  auto refused = [](unsigned status, std::string_view exc_type, std::string_view message) {
-    auto r = from_failure(status, exc_type, message);
-    r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::refused}));
-    return r;
-  };
   auto query = rules::parse_query(req.query());
   if (!query) co_return refused(query.error().status, query.error().exc_type, query.error().message);
-  auto params = rules::bind_params(*rule, *query);
+  auto params = rules::bind_params(rule, *query);
   if (!params) co_return refused(params.error().status, params.error().exc_type, params.error().message);
   origin::ListRequest list;
   std::string canonical;
-  if (rule->origin == rules::Origin::resource_list) {
+  if (rule.origin == rules::Origin::resource_list) {
     list = list_request(*query);
     auto c = origin::canonical_list_request(list);
     if (!c) co_return refused(417, "ValidationError", c.error().message);
     canonical = std::move(*c);
   }
-
-  // Nothing cached is served before the identity is verified.
-  auto identified = co_await worker_.verifier().identify(req.header(http::Request::Field::authorization),
-                                                        req.header(http::Request::Field::cookie));
-  if (!identified) co_return refused(identified.error().status, identified.error().exc_type, identified.error().message);
-  const auth::IdentityPtr identity = *identified;
-  if (identity->is_guest() && !rule->allow_guest) {
-    if (identity->session_expired) co_return refused(401, "SessionExpired", "Session expired");
-    co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");
-  }
-
-  // The limit: before any cache or origin work, so that a refusal costs neither.
-  std::optional<limits::Policy> policy;
-  limits::Decision decision;
   const auto& cfg = worker_.config();
-  if (cfg.limiting.enabled) {
-    policy = policy_for(cfg, *rule, *identity, method_class(req.method()));
-    std::string bucket = identity->is_guest() ? "ip:" + client_address(worker_.shared(), req) : "user:" + identity->user;
-    if (rule->rate_limit) bucket += ":rule:" + rule->name;
-    decision = co_await worker_.limiter().check(bucket, *policy);
-    if (!decision.allowed) {
-      if (decision.source == limits::Decision::Source::closed) {
-        auto r = refused(503, "ServiceUnavailable", "Rate limits cannot be checked (Redis unreachable) and limiting.fail_mode is closed");
-        r.set_header("Retry-After", "1");
-        co_return r;
-      }
-      auto r = refused(429, "TooManyRequestsError",
-                       "Too many requests: the limit of " + policy->name + " requests is " + std::to_string(policy->limit) + " per " +
-                           std::to_string(policy->window_s) + " s; retry in " + std::to_string(decision.retry_after_s) + " s");
-      r.set_header("Retry-After", std::to_string(decision.retry_after_s));
-      r.set_header("RateLimit-Policy", limits::policy_field(*policy));
-      r.set_header("RateLimit", limits::limit_field(*policy, decision));
-      co_return r;
-    }
-  }
-  // Roles: the rule's, and for resources the doctype's permission for the action.
-  if (auto denied = permission_denied(*rule, captures, *identity)) co_return refused(403, "PermissionError", *denied);
-
-  http::Response response;
-  if (rules::is_write(rule->origin)) {
-    response = co_await write(*rule, captures, *identity, req);
-  } else {
-    const auto& category = cfg.cache.categories.at(rule->category);
-    cache::Read read;
-    read.key = rules::cache_key(cfg.site, *rule, captures, *params, canonical, identity->user);
-    read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
-    read.source = std::make_shared<RuleSource>(worker_, *rule, std::move(captures), std::move(*params), std::move(list));
-    response = co_await serve(std::move(read), req);
-  }
-  // The limit's fields go on the answer, never into a cached entry.
-  if (policy) {
-    response.set_header("RateLimit-Policy", limits::policy_field(*policy));
-    response.set_header("RateLimit", limits::limit_field(*policy, decision));
-  }
-  co_return response;
+  const auto& category = cfg.cache.categories.at(rule.category);
+  cache::Read read;
+  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, canonical, identity.user);
+  read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
+  read.source = std::make_shared<RuleSource>(worker_, rule, std::move(m.captures), std::move(*params), std::move(list));
+  co_return co_await serve(std::move(read), req);
 }
 
 asio::awaitable<http::Response> Router::serve(cache::Read read, const http::Request& req) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "proxy/auth/auth.hpp"
 #include "proxy/cache/cache.hpp"
 #include "proxy/cache/coherence.hpp"
 #include "proxy/invalidation/binlog.hpp"
@@ -35,6 +36,8 @@ struct Shared {
   const invalidation::BinlogWatch* binlog = nullptr;
   limits::LocalLimiter local_limiter;
   limits::TrustedProxies trusted_proxies;
+  auth::FailureBudget failure_budget{local_limiter, limits::Policy{"auth_failures", cfg.auth.failure_limit, cfg.auth.failure_window.count(),
+                                                                   cfg.auth.failure_limit}};
 };
 
 }  // namespace pitstop::app

@@ -55,7 +55,7 @@ Worker::Worker(Shared& shared, int index)
       queue_(ioc_, shared.cfg.redis_queue, "queue"),
       primary_(ioc_, shared.cfg.mariadb.primary, static_cast<std::size_t>(shared.cfg.mariadb.pool_size),
                shared.cfg.mariadb.connect_timeout, shared.cfg.mariadb.query_timeout, shared.cfg.mariadb.acquire_timeout),
-      verifier_(primary_, auth_settings(shared.cfg)),
+      verifier_(primary_, auth_settings(shared.cfg), &shared.failure_budget),
       store_(cache_, shared.cfg.site),
       read_through_(ioc_.get_executor(), shared.l1, store_, shared.flights, shared.invalidations, shared.trust, cache::system_clock(),
                     cache::ReadSettings{.enabled = shared.cfg.cache.enabled, .follower_wait = shared.cfg.timeouts.origin}),

@@ -31,6 +31,24 @@ class Router : public http::Handler {
   boost::asio::awaitable<http::Response> handle(const http::Request& request) override;
 
  private:
+  struct Matched {
+    const rules::Rule* rule = nullptr;  // none: 404 once the client is known
+    rules::Values captures;
+  };
+  // The rate limit's verdict for a request: its fields for the answer, or the refusal itself.
+  struct Limited {
+    std::optional<limits::Policy> policy;
+    limits::Decision decision;
+    std::optional<http::Response> refusal;
+    void stamp(http::Response& r) const;
+  };
+  boost::asio::awaitable<http::Response> health(const http::Request& req);
+  boost::asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> identify(const http::Request& req);
+  static http::Response too_many_failures(const auth::Failure& f);
+  boost::asio::awaitable<Limited> limit(const http::Request& req, const rules::Rule* rule, const auth::Identity& identity);
+  // Everything after the limit: the rule's own checks in Frappe's order, then the read or write.
+  boost::asio::awaitable<http::Response> admitted(const http::Request& req, Matched& m, const std::string& path,
+                                                  const boost::system::result<auth::IdentityPtr, auth::Failure>& identified);
   boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req);
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req);

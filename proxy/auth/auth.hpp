@@ -19,6 +19,7 @@
 
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
+#include "proxy/limits/limits.hpp"
 
 struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX
 
@@ -40,6 +41,9 @@ struct Failure {
   unsigned status = 401;
   std::string exc_type = "AuthenticationError";
   std::string message;
+  // A 429 for too many failed verifications: the budget that refused it, and its verdict.
+  std::optional<limits::Policy> policy;
+  limits::Decision decision;
 };
 [[noreturn]] void throw_exception_from_error(const Failure& f, const boost::source_location& loc);
 
@@ -83,28 +87,62 @@ using IdentityPtr = std::shared_ptr<const Identity>;
 // The value of the sid cookie in a Cookie header ("" when absent); no copies.
 std::string_view sid_cookie(std::string_view cookie_header);
 
+// The credentials a request presents: its Authorization header and its sid cookie, each once. A
+// second Authorization line, or sid cookies with different values (in one Cookie line or over
+// several), are a 400: a front proxy and the ERP behind it must never pick different ones.
+struct Presented {
+  std::string_view authorization;
+  std::string_view sid;  // "" when absent
+};
+boost::system::result<Presented, Failure> presented(const std::string_view* authorization_lines, std::size_t authorization_count,
+                                                    const std::string_view* cookie_lines, std::size_t cookie_count);
+
+// Failed verifications, counted per client address and per API key over an instance's workers
+// (one GCRA bucket each in the instance's local limiter: no Redis round trip). A credential that
+// would cost a database lookup is refused with 429 once either bucket is spent; credentials
+// already verified are not affected.
+class FailureBudget {
+ public:
+  FailureBudget(limits::LocalLimiter& local, limits::Policy policy) : local_(local), policy_(std::move(policy)) {}
+  // The refusal, when `client` or `api_key` ("" for none) has failed too often.
+  std::optional<Failure> refuse(std::string_view client, std::string_view api_key) const;
+  void failed(std::string_view client, std::string_view api_key);
+  const limits::Policy& policy() const { return policy_; }
+
+ private:
+  limits::LocalLimiter& local_;
+  limits::Policy policy_;
+};
+
 // One per worker: not thread-safe.
 class Verifier {
  public:
-  Verifier(db::Pool& pool, Settings settings);
+  // `failures` (optional) limits how often a client may present credentials that fail.
+  Verifier(db::Pool& pool, Settings settings, FailureBudget* failures = nullptr);
 
-  // The identity of a request: a verified user, or Guest when it carries no credential. A
-  // request whose credentials were verified within auth.identity_ttl costs one keyed hash.
-  boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> identify(std::string_view authorization,
-                                                                               std::string_view cookie_header);
+  // The identity of a request, as Frappe decides it: a live session is the user, an API key
+  // beside it must still be valid (a Bearer token beside it wins); without a live session the
+  // Authorization header decides; an unknown sid alone is a Guest told that its session
+  // expired; nothing is a Guest. A request whose credentials were verified within
+  // auth.identity_ttl costs one keyed hash. `client` is the client address, for the failure budget.
+  boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> identify(std::string_view authorization, std::string_view sid,
+                                                                               std::string_view client = {});
 
   struct Stats {
     std::uint64_t lookups = 0;    // database lookups
     std::uint64_t cache_hits = 0;
+    std::uint64_t budget_refusals = 0;  // 429s for too many failures
   };
   const Stats& stats() const { return stats_; }
+  const IdentityPtr& guest() const { return guest_; }
   void clear_cache();
 
  private:
   boost::asio::awaitable<boost::system::result<Identity, Failure>> verify(const Credential& c);
   boost::asio::awaitable<boost::system::result<std::vector<std::string>, Failure>> roles_of(const std::string& user);
-  boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> resolve(std::string_view authorization,
-                                                                              std::string_view cookie_header);
+  boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> decide(const RequestCredentials& creds);
+  boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> resolve(std::string_view authorization, std::string_view sid,
+                                                                              std::string_view client);
 
   // SipHash-128 of what the request carries (the Authorization header and the sid) under a random
   // per-process key: the cache never holds a credential, keys cannot be matched to credentials
@@ -125,10 +163,11 @@ class Verifier {
     std::chrono::steady_clock::time_point refresh_after;  // checked again in the background from here
     bool refreshing = false;
   };
-  boost::asio::awaitable<void> refresh(Key key, std::string authorization, std::string cookie_header);
+  boost::asio::awaitable<void> refresh(Key key, std::string authorization, std::string sid);
   void remember(const Key& key, const boost::system::result<IdentityPtr, Failure>& r, std::chrono::steady_clock::time_point now);
   db::Pool& pool_;
   Settings settings_;
+  FailureBudget* failures_;
   std::optional<Fernet> fernet_;
   unsigned char hash_key_[16];
   std::unique_ptr<::evp_mac_ctx_st, void (*)(::evp_mac_ctx_st*)> mac_;

@@ -79,7 +79,40 @@ std::string_view sid_cookie(std::string_view rest) {
   return {};
 }
 
+namespace {
+result<RequestCredentials, Failure> parse_with_sid(std::string_view authorization, std::string_view sid);
+}
+
 result<RequestCredentials, Failure> parse_credentials(std::string_view authorization, std::string_view cookie_header) {
+  return parse_with_sid(authorization, sid_cookie(cookie_header));
+}
+
+result<Presented, Failure> presented(const std::string_view* authorization_lines, std::size_t authorization_count,
+                                     const std::string_view* cookie_lines, std::size_t cookie_count) {
+  Presented out;
+  if (authorization_count > 1)
+    return Failure{400, "InvalidAuthorizationHeader", "The request carries more than one Authorization header"};
+  if (authorization_count == 1) out.authorization = authorization_lines[0];
+  bool seen = false;
+  for (std::size_t i = 0; i < cookie_count; ++i) {
+    std::string_view rest = cookie_lines[i];
+    while (!rest.empty()) {
+      const auto semi = rest.find(';');
+      std::string_view pair = rest.substr(0, semi);
+      rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+      if (!pair.starts_with("sid=")) continue;
+      const std::string_view sid = sid_cookie(pair);
+      if (seen && sid != out.sid) return Failure{400, "BadRequest", "The request carries sid cookies with different values"};
+      seen = true;
+      out.sid = sid;
+    }
+  }
+  return out;
+}
+
+namespace {
+result<RequestCredentials, Failure> parse_with_sid(std::string_view authorization, std::string_view sid) {
   RequestCredentials out;
   if (!authorization.empty()) {
     if (authorization.size() > kMaxCredential)
@@ -109,16 +142,38 @@ result<RequestCredentials, Failure> parse_credentials(std::string_view authoriza
       return unauthorized("Unsupported authorization type \"" + std::string(authorization.substr(0, space)) + "\"");
     }
   }
-  const std::string_view sid = sid_cookie(cookie_header);
   if (!sid.empty() && sid != "Guest") {
     if (sid.size() > kMaxCredential || !printable(sid)) return unauthorized("Invalid session cookie");
     out.session = Credential{Kind::session, std::string(sid), {}};
   }
   return out;
 }
+}  // namespace
 
-Verifier::Verifier(db::Pool& pool, Settings settings)
-    : pool_(pool), settings_(std::move(settings)), mac_(nullptr, [](evp_mac_ctx_st* c) { EVP_MAC_CTX_free(c); }) {
+std::optional<Failure> FailureBudget::refuse(std::string_view client, std::string_view api_key) const {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  for (const std::string& bucket : {"authfail:ip:" + std::string(client), "authfail:key:" + std::string(api_key)}) {
+    if (bucket.back() == ':') continue;
+    const limits::Decision d = local_.peek(bucket, policy_, now);
+    if (d.allowed) continue;
+    Failure f{429, "TooManyRequestsError",
+              "Too many failed authentications from this client or for this key: the limit is " + std::to_string(policy_.limit) +
+                  " per " + std::to_string(policy_.window_s) + " s; retry in " + std::to_string(d.retry_after_s) + " s"};
+    f.policy = policy_;
+    f.decision = d;
+    return f;
+  }
+  return std::nullopt;
+}
+
+void FailureBudget::failed(std::string_view client, std::string_view api_key) {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (!client.empty()) local_.decide("authfail:ip:" + std::string(client), policy_, now);
+  if (!api_key.empty()) local_.decide("authfail:key:" + std::string(api_key), policy_, now);
+}
+
+Verifier::Verifier(db::Pool& pool, Settings settings, FailureBudget* failures)
+    : pool_(pool), settings_(std::move(settings)), failures_(failures), mac_(nullptr, [](evp_mac_ctx_st* c) { EVP_MAC_CTX_free(c); }) {
   fernet_ = Fernet::from_key(settings_.encryption_key);
   RAND_bytes(hash_key_, sizeof hash_key_);
   EVP_MAC* mac = EVP_MAC_fetch(nullptr, "SIPHASH", nullptr);
@@ -162,8 +217,8 @@ Verifier::Key Verifier::key_of(std::string_view authorization, std::string_view 
   return k;
 }
 
-asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_view authorization, std::string_view cookie_header) {
-  const std::string_view sid = sid_cookie(cookie_header);
+asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_view authorization, std::string_view sid,
+                                                                std::string_view client) {
   if (authorization.empty() && (sid.empty() || sid == "Guest")) co_return guest_;
   const Key key = key_of(authorization, sid);
   const auto now = std::chrono::steady_clock::now();
@@ -178,19 +233,19 @@ asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_vie
     IdentityPtr identity = it->second.identity;
     if (now >= it->second.refresh_after && !it->second.refreshing) {
       it->second.refreshing = true;
-      asio::co_spawn(co_await asio::this_coro::executor, refresh(key, std::string(authorization), std::string(cookie_header)),
-                     asio::detached);
+      asio::co_spawn(co_await asio::this_coro::executor, refresh(key, std::string(authorization), std::string(sid)), asio::detached);
     }
     co_return identity;
   }
-  auto r = co_await resolve(authorization, cookie_header);
+  auto r = co_await resolve(authorization, sid, client);
   remember(key, r, now);
   co_return r;
 }
 
-asio::awaitable<void> Verifier::refresh(Key key, std::string authorization, std::string cookie_header) {
+asio::awaitable<void> Verifier::refresh(Key key, std::string authorization, std::string sid) {
   const auto now = std::chrono::steady_clock::now();
-  auto r = co_await resolve(authorization, cookie_header);
+  // Already verified once: a background check is not a guess and spends no budget.
+  auto r = co_await resolve(authorization, sid, {});
   remember(key, r, now);
   // An outage leaves the identity to expire at its time; the next use after that asks again.
   if (auto it = cache_.find(key); it != cache_.end()) it->second.refreshing = false;
@@ -219,27 +274,51 @@ void Verifier::remember(const Key& key, const result<IdentityPtr, Failure>& r, s
   }
 }
 
-asio::awaitable<result<IdentityPtr, Failure>> Verifier::resolve(std::string_view authorization, std::string_view cookie_header) {
-  auto parsed = parse_credentials(authorization, cookie_header);
+asio::awaitable<result<IdentityPtr, Failure>> Verifier::resolve(std::string_view authorization, std::string_view sid,
+                                                               std::string_view client) {
+  auto parsed = parse_with_sid(authorization, sid);
   if (!parsed) co_return parsed.error();
   auto creds = std::move(*parsed);
-  // Frappe resumes the session first; an Authorization header only counts without one.
-  std::optional<Failure> last;
+  const std::string_view api_key = creds.header && creds.header->kind == Kind::api_key ? std::string_view(creds.header->key) : "";
+  const bool budgeted = failures_ && !client.empty();
+  if (budgeted) {
+    if (auto refusal = failures_->refuse(client, api_key)) {
+      ++stats_.budget_refusals;
+      co_return *refusal;
+    }
+  }
+  auto r = co_await decide(creds);
+  const bool failed = r ? (*r)->session_expired : r.error().status == 401;
+  if (budgeted && failed) failures_->failed(client, api_key);
+  co_return r;
+}
+
+// Frappe's order (frappe/auth.py, sessions.py): the sid resumes a session or, unknown, leaves a
+// Guest; then an API key or secret that does not match is an AuthenticationError even beside a
+// live session, a valid one only names the user when the session did not; a valid Bearer token
+// names the user whatever the session, an invalid one fails only without a live session.
+asio::awaitable<result<IdentityPtr, Failure>> Verifier::decide(const RequestCredentials& creds) {
+  std::optional<Identity> session;
   if (creds.session) {
     ++stats_.lookups;
     auto r = co_await verify(*creds.session);
-    if (r) co_return std::make_shared<const Identity>(std::move(*r));
-    if (r.error().status != 401) co_return r.error();
-    last = r.error();
+    if (r) session = std::move(*r);
+    else if (r.error().status != 401) co_return r.error();
   }
   if (creds.header) {
     ++stats_.lookups;
     auto r = co_await verify(*creds.header);
-    if (r) co_return std::make_shared<const Identity>(std::move(*r));
-    co_return r.error();
+    if (!r && r.error().status != 401) co_return r.error();
+    if (creds.header->kind == Kind::bearer && r) co_return std::make_shared<const Identity>(std::move(*r));
+    if (!session) {
+      if (!r) co_return r.error();
+      co_return std::make_shared<const Identity>(std::move(*r));
+    }
+    if (!r && creds.header->kind == Kind::api_key) co_return r.error();
   }
+  if (session) co_return std::make_shared<const Identity>(std::move(*session));
   if (creds.session) {
-    // An expired or unknown session without a usable header: a guest, told why if it matters.
+    // An expired or unknown session and nothing else: a guest, told why if it matters.
     auto guest = std::make_shared<Identity>();
     guest->session_expired = true;
     co_return IdentityPtr(std::move(guest));

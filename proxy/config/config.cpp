@@ -282,6 +282,12 @@ const std::vector<Field>& schema() {
                     [](Config& c, std::int64_t v) { c.auth.identity_ttl = seconds(v); }));
     f.push_back(num("auth.failure_ttl_s", 0, 3600, "refused credentials are remembered this long per worker (s)",
                     [](Config& c, std::int64_t v) { c.auth.failure_ttl = seconds(v); }));
+    f.push_back(num("auth.failure_limit", 1, 1000000,
+                    "failed authentications allowed per client address and per API key within auth.failure_window_s, per instance; "
+                    "past them a credential not yet verified is refused with 429 without a database lookup",
+                    [](Config& c, std::int64_t v) { c.auth.failure_limit = v; }));
+    f.push_back(num("auth.failure_window_s", 1, 86400, "the window of auth.failure_limit (s)",
+                    [](Config& c, std::int64_t v) { c.auth.failure_window = seconds(v); }));
     f.push_back(num("invalidation.relay_interval_ms", 10, 60000, "how often the outbox relay delivers invalidations that were not delivered at once (ms)",
                     [](Config& c, std::int64_t v) { c.invalidation.relay_interval = milliseconds(v); }));
     f.push_back(num("invalidation.stream_max_len", 100, 10000000, "invalidation events kept in the Redis stream",

@@ -79,6 +79,10 @@ struct Auth {
   seconds session_expiry{6 * 3600};
   seconds identity_ttl{30};   // verified identities are remembered this long per worker
   seconds failure_ttl{5};     // refused credentials too, so that guessing costs no queries
+  // Failed verifications allowed per client address and per API key (and as many more at
+  // once) within the window, per instance; past them a new credential is refused with 429.
+  std::int64_t failure_limit = 20;
+  seconds failure_window{60};
 };
 
 struct Category {

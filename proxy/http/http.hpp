@@ -35,6 +35,9 @@ class Request {
   // The same for the fields pitstop reads on every request, found without string compares.
   enum class Field { authorization, cookie, if_none_match, x_forwarded_for, content_type };
   std::string_view header(Field f) const;
+  // Every line of a field, in order: up to `max` values into `out`; returns how many lines
+  // there are (possibly more than `max`).
+  std::size_t headers(Field f, std::string_view* out, std::size_t max) const;
   bool has_header(std::string_view name) const;
   std::string_view body() const;
   bool keep_alive() const;

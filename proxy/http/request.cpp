@@ -48,19 +48,38 @@ std::string_view Request::header(std::string_view name) const {
   return it == m.end() ? std::string_view{} : sv(it->value());
 }
 
-std::string_view Request::header(Field f) const {
-  bhttp::field want = bhttp::field::authorization;
+namespace {
+bhttp::field beast_field(Request::Field f) {
   switch (f) {
-    case Field::authorization: want = bhttp::field::authorization; break;
-    case Field::cookie: want = bhttp::field::cookie; break;
-    case Field::if_none_match: want = bhttp::field::if_none_match; break;
-    case Field::x_forwarded_for: return header("X-Forwarded-For");  // Beast has no enum
-    case Field::content_type: want = bhttp::field::content_type; break;
+    case Request::Field::authorization: return bhttp::field::authorization;
+    case Request::Field::cookie: return bhttp::field::cookie;
+    case Request::Field::if_none_match: return bhttp::field::if_none_match;
+    case Request::Field::x_forwarded_for: return bhttp::field::unknown;  // Beast has no enum
+    case Request::Field::content_type: return bhttp::field::content_type;
   }
+  return bhttp::field::unknown;
+}
+}  // namespace
+
+std::string_view Request::header(Field f) const {
+  const bhttp::field want = beast_field(f);
+  if (want == bhttp::field::unknown) return header("X-Forwarded-For");
   // The parser already turned known names into enums: a scan of a few compares.
   for (const auto& field : msg(message_))
     if (field.name() == want) return sv(field.value());
   return {};
+}
+
+std::size_t Request::headers(Field f, std::string_view* out, std::size_t max) const {
+  const bhttp::field want = beast_field(f);
+  std::size_t n = 0;
+  for (const auto& field : msg(message_)) {
+    const bool match = want == bhttp::field::unknown ? boost::beast::iequals(field.name_string(), "X-Forwarded-For") : field.name() == want;
+    if (!match) continue;
+    if (n < max) out[n] = sv(field.value());
+    ++n;
+  }
+  return n;
 }
 
 bool Request::has_header(std::string_view name) const {

@@ -8,6 +8,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "proxy/http/framing.hpp"
 #include "proxy/http/internal.hpp"
 #include "proxy/log/log.hpp"
 
@@ -123,10 +124,14 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
     // async_read_header, whose completion costs a trip through the scheduler per request.
     error_code hec;
     std::size_t hn = 0;
+    bool folded = false;
     arm(s, cfg.header_read);
     while (true) {
       if (buffer.size() > 0) {
         const std::size_t used = parser.put(buffer.data(), hec);
+        // Not eager: a finished header is all `used` covers, so the raw head is still at hand.
+        if (!hec && parser.is_header_done())
+          folded = has_obs_fold({static_cast<const char*>(buffer.data().data()), used});
         buffer.consume(used);
         hn += used;
         if (hec == bhttp::error::need_more) hec = {};
@@ -156,7 +161,9 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
         co_await send_and_close(s, cfg, too_large_body(cfg));
       } else if (hec == bhttp::error::header_limit) {
         ++L->stats.protocol_errors;
-        if (request_line_too_long(buffer, cfg.max_url_bytes))
+        // Beast consumes the request line once parsed: then the target tells, else the buffer.
+        const auto target = parser.get().target();
+        if (target.empty() ? request_line_too_long(buffer, cfg.max_url_bytes) : target.size() > cfg.max_url_bytes)
           co_await send_and_close(s, cfg, too_long_url(cfg));
         else
           co_await send_and_close(s, cfg, too_large_header(cfg));
@@ -180,6 +187,16 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
     if (msg.target().size() > cfg.max_url_bytes) {
       ++L->stats.protocol_errors;
       co_await send_and_close(s, cfg, too_long_url(cfg));
+      break;
+    }
+    if (folded) {
+      ++L->stats.protocol_errors;
+      co_await send_and_close(s, cfg, error_response(400, "BadRequest", "Header lines folded onto several lines (obs-fold) are not accepted"));
+      break;
+    }
+    if (auto refusal = check_head(msg)) {
+      ++L->stats.protocol_errors;
+      co_await send_and_close(s, cfg, error_response(refusal->status, refusal->exc_type, refusal->message));
       break;
     }
     if (parser.content_length() && *parser.content_length() > cfg.max_body_bytes) {

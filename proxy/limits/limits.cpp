@@ -120,6 +120,16 @@ Decision LocalLimiter::decide(const std::string& key, const Policy& p, std::int6
   return from_gcra(true, remaining, 0, backlog);
 }
 
+Decision LocalLimiter::peek(const std::string& key, const Policy& p, std::int64_t now) {
+  const std::int64_t interval = p.interval_us(), tolerance = p.tolerance_us();
+  std::lock_guard lock(m_);
+  auto it = tat_.find(key);
+  const std::int64_t tat = it == tat_.end() ? now : std::max(it->second, now);
+  if (tat - now > tolerance) return from_gcra(false, 0, tat - tolerance - now, tat - now);
+  const std::int64_t backlog = tat - now;
+  return from_gcra(true, (tolerance - backlog) / interval + 1, 0, backlog);
+}
+
 bool TrustedProxies::add(std::string_view text, std::string& why) {
   std::string s(text);
   auto slash = s.find('/');

@@ -51,6 +51,8 @@ std::string limit_field(const Policy& p, const Decision& d);
 class LocalLimiter {
  public:
   Decision decide(const std::string& key, const Policy& p, std::int64_t now_us);
+  // What decide() would say, without spending anything.
+  Decision peek(const std::string& key, const Policy& p, std::int64_t now_us);
 
  private:
   std::mutex m_;

@@ -560,6 +560,7 @@ Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
     env.emplace(std::string("PITSTOP_RATE_LIMITS_") + cls + "_LIMIT", "1000000");
     env.emplace(std::string("PITSTOP_RATE_LIMITS_") + cls + "_BURST", "100000");
   }
+  env.emplace("PITSTOP_AUTH_FAILURE_LIMIT", "1000000");
   proc_ = std::make_unique<Process>(std::vector<std::string>{(binary_dir() / "pitstop").string(), "--config",
                                                              (source_dir() / "config/pitstop.json").string(), "--port-file", port_file_},
                                     env);
