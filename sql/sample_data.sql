@@ -29,7 +29,7 @@
 --     order's service type and is not Inactive;
 --   * an order's customer is its vehicle's customer; total_amount = sum of its items' amount,
 --     amount = qty * rate, rate = the item's standard_rate;
---   * docstatus is 0 everywhere (Service Order is not submittable);
+--   * docstatus is 0 everywhere (Service Order is submittable: its sample orders are drafts);
 --   * every user has the role All; user001, user006, user011, ... (number mod 5 = 1) are also
 --     Workshop Managers; users whose number is a multiple of 5 are Technicians; all others
 --     (managers included) are Service Advisors; service orders are owned by Service Advisors;

@@ -139,7 +139,9 @@ TEST_F(Writes, InvalidWritesAreRefusedAndWriteNothing) {
   const Case cases[] = {
       {order_body(c, v, R"(,"bogus":1)"), 417, "ValidationError", "Unknown field bogus"},
       {order_body(c, v, R"(,"estimated_cost":"lots")"), 417, "ValidationError", "estimated_cost"},
-      {order_body(c, v, R"(,"docstatus":"x")"), 417, "ValidationError", "whole number"},
+      {order_body(c, v, R"(,"docstatus":"x")"), 417, "ValidationError", "docstatus must be"},
+      {order_body(c, v, R"(,"docstatus":2)"), 417, "DocstatusTransitionError", "from 0 (Draft) to 2 (Cancelled)"},
+      {order_body(c, v, R"(,"docstatus":7)"), 417, "ValidationError", "Invalid docstatus"},
       {R"({"customer":")" + c + R"(","service_date":"2026-06-01"})", 417, "MandatoryError", "vehicle"},
       {order_body(c, v, R"(,"service_date":"2026-02-30")"), 417, "ValidationError", "date"},
       {order_body("NO-SUCH-CUSTOMER", v), 417, "LinkValidationError", "Could not find Customer: NO-SUCH-CUSTOMER"},
@@ -169,6 +171,126 @@ TEST_F(Writes, InvalidWritesAreRefusedAndWriteNothing) {
   EXPECT_EQ(state(), before);
 }
 
+// docstatus moves as Frappe lets it (check_docstatus_transition): draft → submitted → cancelled,
+// each with its permission; a submitted document changes only in its allow_on_submit fields and
+// is not deleted before it is cancelled.
+TEST_F(Writes, DocstatusMovesOnlyAsFrappeAllows) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  ApiUser advisor(service_config().mariadb.primary, "writes-advisor-" + std::to_string(::getpid()) + "@example.com",
+                  {"Service Advisor", "All"});
+  auto [c, v] = customer_with_vehicle();
+  auto docstatus_of = [&](const std::string& name) { return q("SELECT docstatus FROM `tabService Order` WHERE name = '" + name + "'"); };
+  auto created = call(p.port(), "POST", kOrders, auth(), order_body(c, v, R"(,"items":[{"item_code":"ITEM-00001","qty":1,"rate":2}])"));
+  ASSERT_EQ(created.status, 200) << created.body;
+  const std::string name = json_field(created.body, {"data", "name"});
+  const std::string doc = kOrders + "/" + name;
+  EXPECT_EQ(docstatus_of(name), "0");
+  EXPECT_EQ(call(p.port(), "PUT", doc, auth(), R"({"docstatus":0,"status":"Draft"})").status, 200);
+
+  // Submit: the order and its rows.
+  auto submitted = call(p.port(), "PUT", doc, auth(), R"({"docstatus":1,"status":"Scheduled"})");
+  ASSERT_EQ(submitted.status, 200) << submitted.body;
+  EXPECT_EQ(docstatus_of(name), "1");
+  EXPECT_EQ(q("SELECT GROUP_CONCAT(DISTINCT docstatus) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "1");
+  // After submission: allow_on_submit fields only; the document sent back whole is fine.
+  EXPECT_EQ(call(p.port(), "PUT", doc, auth(), R"({"status":"In Progress"})").status, 200);
+  const auto fetched = call(p.port(), "GET", doc, auth());
+  std::string whole = fetched.body.substr(8, fetched.body.size() - 9);  // {"data": … } → the document
+  auto back = call(p.port(), "PUT", doc, auth(), whole);
+  EXPECT_EQ(back.status, 200) << back.body;
+  struct Refused {
+    std::string body;
+    unsigned status;
+    std::string exc_type;
+  };
+  const Refused refused[] = {
+      {R"({"estimated_cost":1})", 417, "UpdateAfterSubmitError"},
+      {R"({"customer":"CUST-00001"})", 417, "UpdateAfterSubmitError"},
+      {R"({"items":[{"item_code":"ITEM-00002","qty":1,"rate":2}]})", 417, "UpdateAfterSubmitError"},
+      {R"({"items":[]})", 417, "UpdateAfterSubmitError"},
+      {R"({"docstatus":0})", 417, "DocstatusTransitionError"},
+      {R"({"docstatus":3})", 417, "ValidationError"},
+      {R"({"docstatus":2,"estimated_cost":1})", 417, "UpdateAfterSubmitError"},
+  };
+  for (const auto& r : refused) {
+    auto a = call(p.port(), "PUT", doc, auth(), r.body);
+    EXPECT_EQ(a.status, r.status) << r.body << " -> " << a.body;
+    EXPECT_EQ(json_field(a.body, {"exc_type"}), r.exc_type) << r.body << " -> " << a.body;
+  }
+  EXPECT_EQ(q("SELECT CONCAT(docstatus, '/', estimated_cost, '/', customer) FROM `tabService Order` WHERE name = '" + name + "'"),
+            "1/99.500000000/" + c);
+  EXPECT_EQ(q("SELECT GROUP_CONCAT(item_code) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "ITEM-00001");
+  auto undeletable = call(p.port(), "DELETE", doc, auth());
+  EXPECT_EQ(undeletable.status, 417) << undeletable.body;
+  EXPECT_TRUE(has(undeletable.body, "Cancel it first")) << undeletable.body;
+  // Cancelling needs the cancel permission: an advisor may submit but not cancel.
+  auto not_yours = call(p.port(), "PUT", doc, advisor.token_header(), R"({"docstatus":2})");
+  EXPECT_EQ(not_yours.status, 403) << not_yours.body;
+  EXPECT_EQ(json_field(not_yours.body, {"exc_type"}), "PermissionError");
+  EXPECT_EQ(call(p.port(), "PUT", doc, auth(), R"({"docstatus":2})").status, 200);
+  EXPECT_EQ(docstatus_of(name), "2");
+  EXPECT_EQ(q("SELECT GROUP_CONCAT(DISTINCT docstatus) FROM `tabService Order Item` WHERE parent = '" + name + "'"), "2");
+  auto frozen = call(p.port(), "PUT", doc, auth(), R"({"status":"Completed"})");
+  EXPECT_EQ(frozen.status, 417);
+  EXPECT_TRUE(has(frozen.body, "Cannot edit cancelled document")) << frozen.body;
+  EXPECT_EQ(call(p.port(), "DELETE", doc, auth()).status, 202);
+
+  // Created submitted: with the submit permission only; never created cancelled.
+  auto direct = call(p.port(), "POST", kOrders, advisor.token_header(), order_body(c, v, R"(,"docstatus":1)"));
+  ASSERT_EQ(direct.status, 200) << direct.body;
+  EXPECT_EQ(docstatus_of(json_field(direct.body, {"data", "name"})), "1");
+  // A doctype that is not submittable has no submitted state.
+  auto customer = call(p.port(), "PUT", "/api/resource/Customer/" + c, auth(), R"({"docstatus":1})");
+  EXPECT_EQ(customer.status, 403) << customer.body;
+  EXPECT_EQ(json_field(customer.body, {"exc_type"}), "PermissionError");
+  EXPECT_EQ(q("SELECT docstatus FROM `tabCustomer` WHERE name = '" + c + "'"), "0");
+  auto new_customer = call(p.port(), "POST", "/api/resource/Customer", auth(), R"({"customer_name":"Submitted?","docstatus":1})");
+  EXPECT_EQ(new_customer.status, 403) << new_customer.body;
+}
+
+// A client's name counts only for doctypes named by prompt: nobody can squat the next number of
+// a naming series; fields the server keeps are the server's.
+TEST_F(Writes, NamesAndServerFieldsAreTheServers) {
+  Pitstop p({{"PITSTOP_SITE", unique_site()}});
+  auto [c, v] = customer_with_vehicle();
+  const std::string next = "VEH-" + std::to_string(99000 + ::getpid() % 999);
+  auto squat = call(p.port(), "POST", "/api/resource/Vehicle", auth(),
+                    R"({"name":")" + next + R"(","customer":")" + c + R"(","license_plate":"SQ 1","owner":"mallory@example.com",)" +
+                        R"("creation":"2000-01-01 00:00:00","modified_by":"mallory@example.com","idx":42,"docstatus":0})");
+  ASSERT_EQ(squat.status, 200) << squat.body;
+  const std::string made = json_field(squat.body, {"data", "name"});
+  EXPECT_NE(made, next);
+  EXPECT_EQ(made.rfind("VEH-", 0), 0u) << made;
+  EXPECT_EQ(q("SELECT COUNT(*) FROM `tabVehicle` WHERE name = '" + next + "'"), "0");
+  EXPECT_EQ(q("SELECT CONCAT(owner, '|', modified_by, '|', idx, '|', creation > '2001-01-01') FROM `tabVehicle` WHERE name = '" + made + "'"),
+            user_.name() + "|" + user_.name() + "|0|1");
+  // Field-named doctypes take the field.
+  const std::string service = "WT-Service-" + std::to_string(::getpid());
+  auto by_field = call(p.port(), "POST", "/api/resource/Service%20Type", auth(),
+                       R"({"name":"squatted","service_name":")" + service + R"("})");
+  ASSERT_EQ(by_field.status, 200) << by_field.body;
+  EXPECT_EQ(json_field(by_field.body, {"data", "name"}), service);
+  EXPECT_EQ(call(p.port(), "DELETE", "/api/resource/Service%20Type/" + service, auth()).status, 202);
+
+  // An update may send back name, owner, creation and doctype unchanged (the Python client sends
+  // the whole document), never changed.
+  const auto fetched = call(p.port(), "GET", "/api/resource/Vehicle/" + made, auth());
+  std::string whole = fetched.body.substr(8, fetched.body.size() - 9);
+  EXPECT_EQ(call(p.port(), "PUT", "/api/resource/Vehicle/" + made, auth(), whole).status, 200);
+  for (const std::string& change : {R"({"owner":"mallory@example.com"})", R"({"creation":"2000-01-01 00:00:00"})",
+                                    R"({"name":"VEH-RENAMED"})", R"({"doctype":"Customer"})"}) {
+    auto r = call(p.port(), "PUT", "/api/resource/Vehicle/" + made, auth(), change);
+    EXPECT_EQ(r.status, 417) << change << " -> " << r.body;
+  }
+  EXPECT_EQ(q("SELECT owner FROM `tabVehicle` WHERE name = '" + made + "'"), user_.name());
+  // A link is stored as the linked document's name is stored, whatever case the client used.
+  std::string lower = c;
+  for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  auto linked = call(p.port(), "PUT", "/api/resource/Vehicle/" + made, auth(), R"({"customer":")" + lower + R"( "})");
+  ASSERT_EQ(linked.status, 200) << linked.body;
+  EXPECT_EQ(q("SELECT customer FROM `tabVehicle` WHERE name = '" + made + "'"), c);
+}
+
 TEST_F(Writes, OptimisticConcurrencyRefusesStaleUpdates) {
   Pitstop p({{"PITSTOP_SITE", unique_site()}});
   auto [c, v] = customer_with_vehicle();
@@ -186,8 +308,8 @@ TEST_F(Writes, OptimisticConcurrencyRefusesStaleUpdates) {
   // Renames are not updates.
   auto rename = call(p.port(), "PUT", kOrders + "/" + name, auth(), R"({"name":"SO-OTHER"})");
   EXPECT_EQ(rename.status, 417);
-  // A name that exists is a conflict.
-  auto dup = call(p.port(), "POST", "/api/resource/Customer", auth(), R"({"name":")" + c + R"(","customer_name":"again"})");
+  // A name that exists is a conflict (a field-named doctype: a series would name it anew).
+  auto dup = call(p.port(), "POST", "/api/resource/Service%20Type", auth(), R"({"service_name":"Oil Change"})");
   EXPECT_EQ(dup.status, 409);
   EXPECT_EQ(json_field(dup.body, {"exc_type"}), "DuplicateEntryError");
   // What others link to cannot be deleted.

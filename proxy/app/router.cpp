@@ -311,7 +311,7 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
   auto catalog = co_await worker_.catalog();
   if (!catalog) co_return respond(from_failure(catalog.error().status, catalog.error().exc_type, catalog.error().message));
   auto written = co_await origin::write_doc(worker_.primary(), **catalog, *shared.rules, *doctype, rule.origin, name, body,
-                                            identity.user, worker_.config().site);
+                                            identity.user, identity.roles, worker_.config().site);
   if (!written) co_return respond(from_failure(written.error().status, written.error().exc_type, written.error().message));
 
   // Committed. The answer waits behind the barrier: this instance, Redis and every live instance

@@ -40,7 +40,8 @@ bool is_frappe_exception(std::string_view t) {
       "InvalidAuthorizationPrefix", "InvalidAuthorizationToken", "DataError", "QueryTimeoutError",
       "OutgoingEmailError", "UniqueValidationError", "CharacterLengthExceededError", "InvalidStatusError",
       "InvalidSignatureError", "RateLimitExceededError", "PageDoesNotExistError", "LinkExistsError",
-      "QueryDeadlockError", "NameError", "InvalidNameError"};
+      "QueryDeadlockError", "NameError", "InvalidNameError", "DocstatusTransitionError", "UpdateAfterSubmitError",
+      "CannotChangeConstantError"};
   for (auto n : kNames)
     if (n == t) return true;
   return false;

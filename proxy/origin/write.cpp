@@ -151,10 +151,12 @@ result<std::optional<std::string>, Failure> convert(const ColumnMeta& column, si
   return std::optional<std::string>{std::string(s)};
 }
 
-// Fields the server keeps: a client may send them back (a fetched document), they are not written.
+// Fields the server keeps: a client may send them back (a fetched document), they are never
+// written from the body. name, owner, creation and docstatus are read apart (see Parsed).
 bool server_field(std::string_view f) {
   return f == "owner" || f == "creation" || f == "modified_by" || f == "doctype" || f == "parent" || f == "parentfield" ||
-         f == "parenttype" || f == "__islocal" || f == "__unsaved" || f == "__last_sync_on";
+         f == "parenttype" || f == "idx" || f == "docstatus" || f == "__islocal" || f == "__unsaved" || f == "__last_sync_on" ||
+         f == "__newname";
 }
 
 // A row as the client sent it: column -> value (nullopt is NULL), in the client's order.
@@ -186,6 +188,10 @@ struct Parsed {
   Row row;
   std::optional<std::string> modified;  // PUT: the version the client saw
   std::vector<ChildRows> children;      // only the child tables the body names
+  std::optional<std::int64_t> docstatus;
+  std::optional<std::string> name;      // "name", or "__newname" as Frappe's prompt sends it
+  // owner and creation as the client sent them back: an update may not change them.
+  std::vector<std::pair<std::string, std::string>> constants;
 };
 
 result<Row, Failure> parse_row(simdjson::dom::object obj, const TableMeta& table, std::string_view doctype, bool child) {
@@ -226,6 +232,24 @@ result<Parsed, Failure> parse_body(std::string_view body, const Catalog& catalog
       out.modified = std::string(m);
       continue;
     }
+    if (key == "docstatus") {
+      std::int64_t ds = 0;
+      if (field.value.get(ds)) return invalid("docstatus must be 0 (draft), 1 (submitted) or 2 (cancelled)");
+      out.docstatus = ds;
+      continue;
+    }
+    if (key == "name" || key == "__newname") {
+      std::string_view n;
+      if (field.value.is_null()) continue;
+      if (field.value.get(n)) return invalid("name must be a string");
+      if (key == "name" || !out.name) out.name = std::string(n);
+      continue;
+    }
+    if (key == "owner" || key == "creation") {
+      std::string_view v;
+      if (!field.value.get(v)) out.constants.emplace_back(key, std::string(v));
+      continue;
+    }
     auto child = std::find_if(d.children.begin(), d.children.end(), [&](const auto& c) { return c.first == key; });
     if (child == d.children.end()) continue;
     const rules::Doctype* cd = rules.doctype(child->second);
@@ -247,7 +271,7 @@ result<Parsed, Failure> parse_body(std::string_view body, const Catalog& catalog
   // The document's own fields (child tables and the handled keys removed).
   for (auto field : obj) {
     std::string key(field.key);
-    if (key == "doctype" || key == "modified") continue;
+    if (key == "doctype" || key == "modified" || key == "name") continue;
     if (std::any_of(d.children.begin(), d.children.end(), [&](const auto& c) { return c.first == key; })) continue;
     if (server_field(key)) continue;
     const ColumnMeta* col = table.find(key);
@@ -278,7 +302,8 @@ std::pair<std::string, int> series_key(const std::string& pattern) {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char y4[8], y2[4], m2[4], d2[4];
+  // Sized for any int: gmtime's fields are in range, but the compiler cannot know it.
+  char y4[16], y2[16], m2[16], d2[16];
   std::snprintf(y4, sizeof y4, "%04d", tm.tm_year + 1900);
   std::snprintf(y2, sizeof y2, "%02d", (tm.tm_year + 1900) % 100);
   std::snprintf(m2, sizeof m2, "%02d", tm.tm_mon + 1);
@@ -331,8 +356,11 @@ struct Tx {
   }
 };
 
-// Link fields must name existing documents (Frappe's LinkValidationError).
-asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rules::Doctype& dt, const Row& row,
+// Link fields must name existing documents (Frappe's LinkValidationError), and are stored as the
+// name is stored: the collation finds `cust-00177` for CUST-00177, and Frappe keeps the latter
+// ("to be sure that the case of the name is correct"), so tags made from the column match the
+// row's own.
+asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rules::Doctype& dt, Row& row,
                                   std::optional<Failure>& refusal) {
   for (const auto& [field, target] : dt.links) {
     const auto* v = row.find(field);
@@ -340,8 +368,20 @@ asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rul
     const rules::Doctype* td = rules.doctype(target);
     if (!td) continue;
     const std::string value = **v;
-    auto r = co_await tx.exec("SELECT 1 FROM " + ident(td->table) + " WHERE `name` = ?", value);
+    auto r = co_await tx.exec("SELECT `name` FROM " + ident(td->table) + " WHERE `name` = ?", value);
     if (r && r->rows.empty()) refusal = Failure{417, "LinkValidationError", "Could not find " + target + ": " + value, false};
+    else if (r && r->rows[0][0] && *r->rows[0][0] != value) row.set(field, *r->rows[0][0]);
+  }
+}
+
+// Sets every child row of the document to the parent's docstatus, as Frappe keeps them.
+asio::awaitable<void> set_children_docstatus(Tx& tx, const Catalog& catalog, const rules::RuleSet& rules, const rules::Doctype& d,
+                                             const std::string& parent, std::int64_t docstatus) {
+  for (const auto& [field, child] : d.children) {
+    const TableMeta* ct = catalog.table(child);
+    if (!ct || !ct->find("docstatus") || tx.error || !rules.doctype(child)) continue;
+    co_await tx.exec("UPDATE " + ident(ct->table) + " SET `docstatus` = ? WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?",
+                     std::to_string(docstatus), parent, d.name, field);
   }
 }
 
@@ -358,13 +398,6 @@ rules::Values to_values(const db::ResultSet& r, std::size_t row) {
   return v;
 }
 
-rules::Values to_values(const Row& r) {
-  rules::Values v;
-  for (const auto& [k, val] : r.values)
-    if (val) v.items.emplace_back(k, *val);
-  return v;
-}
-
 Failure from_db(const db::Error& e, const rules::Doctype& d, const std::string& name) {
   if (e.code == db::errc::server && e.server_code == 1062)
     return Failure{409, "DuplicateEntryError", d.name + " " + name + " already exists", false};
@@ -372,6 +405,127 @@ Failure from_db(const db::Error& e, const rules::Doctype& d, const std::string& 
   if (e.code == db::errc::server && (e.server_code == 1366 || e.server_code == 1292 || e.server_code == 1264))
     return invalid("A value does not fit its field: " + e.message);
   return failure_from(e);
+}
+
+// A client's name for a new document, as Frappe's validate_name takes it: trimmed, not empty,
+// no '<' or '>', not the doctype's own name, at most 140 characters.
+result<std::string, Failure> prompt_name(const rules::Doctype& d, std::optional<std::string> given) {
+  std::string_view n = given ? std::string_view(*given) : std::string_view{};
+  while (!n.empty() && std::isspace(static_cast<unsigned char>(n.front()))) n.remove_prefix(1);
+  while (!n.empty() && std::isspace(static_cast<unsigned char>(n.back()))) n.remove_suffix(1);
+  if (n.empty()) return invalid("Please set the document name: " + d.name + " is named by the client (name)");
+  if (n.find_first_of("<>") != std::string_view::npos)
+    return Failure{417, "NameError", "Name cannot contain special characters like '<', '>'", false};
+  if (n == d.name || n.starts_with("New " + d.name)) return Failure{417, "NameError", "Name of " + d.name + " cannot be " + std::string(n), false};
+  return std::string(n);
+}
+
+// Frappe's check_docstatus_transition (from the stored docstatus, 0 for a new document, to the
+// one asked for) and the permission each move needs. Returns the action, or why not.
+struct Transition {
+  enum class Action { save, submit, update_after_submit, cancel } action = Action::save;
+};
+result<Transition, Failure> docstatus_transition(const rules::Doctype& d, std::int64_t from, std::int64_t to,
+                                                 const std::vector<std::string>& roles) {
+  auto may = [&](const char* action) {
+    if (!d.is_submittable) return false;  // no role has submit or cancel on a doctype that is not submittable
+    const auto* allowed = d.allowed(action);
+    return !allowed || std::any_of(allowed->begin(), allowed->end(),
+                                   [&](const std::string& r) { return std::find(roles.begin(), roles.end(), r) != roles.end(); });
+  };
+  auto denied = [&](const char* action) {
+    return Failure{403, "PermissionError",
+                   std::string("Not permitted to ") + action + " " + d.name + (d.is_submittable ? "" : ": it is not submittable"), false};
+  };
+  auto transition_error = [](std::string m) { return Failure{417, "DocstatusTransitionError", std::move(m), false}; };
+  const Failure bad_value = invalid("Invalid docstatus " + std::to_string(to) + ": it is 0 (draft), 1 (submitted) or 2 (cancelled)");
+  if (from == 0) {
+    if (to == 0) return Transition{Transition::Action::save};
+    if (to == 1) return may("submit") ? result<Transition, Failure>(Transition{Transition::Action::submit}) : denied("submit");
+    if (to == 2) return transition_error("Cannot change docstatus from 0 (Draft) to 2 (Cancelled)");
+    return bad_value;
+  }
+  if (from == 1) {
+    if (to == 1)
+      return may("submit") ? result<Transition, Failure>(Transition{Transition::Action::update_after_submit}) : denied("submit");
+    if (to == 2) return may("cancel") ? result<Transition, Failure>(Transition{Transition::Action::cancel}) : denied("cancel");
+    if (to == 0) return transition_error("Cannot change docstatus from 1 (Submitted) to 0 (Draft)");
+    return bad_value;
+  }
+  return invalid("Cannot edit cancelled document");
+}
+
+bool numeric_type(std::string_view t) { return is_integer_type(t) || is_decimal_type(t); }
+
+// Whether a value the client sent is the one stored (numbers by value, datetimes as Frappe
+// writes them, text exactly).
+bool same_value(const ColumnMeta* col, const std::optional<std::string>& sent, const std::optional<std::string>& stored) {
+  const bool sent_empty = !sent || sent->empty(), stored_empty = !stored || stored->empty();
+  if (sent_empty || stored_empty) {
+    if (col && numeric_type(col->data_type))
+      return (sent_empty ? 0.0 : std::strtod(sent->c_str(), nullptr)) == (stored_empty ? 0.0 : std::strtod(stored->c_str(), nullptr));
+    return sent_empty == stored_empty;
+  }
+  if (col && numeric_type(col->data_type)) return std::strtod(sent->c_str(), nullptr) == std::strtod(stored->c_str(), nullptr);
+  if (col && (col->data_type == "datetime" || col->data_type == "timestamp" || col->data_type == "time"))
+    return json::frappe_datetime(*sent) == json::frappe_datetime(*stored);
+  return *sent == *stored;
+}
+
+bool allowed_on_submit(const rules::Doctype& d, std::string_view field) {
+  return std::find(d.allow_on_submit.begin(), d.allow_on_submit.end(), field) != d.allow_on_submit.end();
+}
+
+Failure changed_after_submit(const std::string& field, const std::optional<std::string>& from, const std::optional<std::string>& to) {
+  return Failure{417, "UpdateAfterSubmitError",
+                 "Not allowed to change " + field + " after submission from " + from.value_or("") + " to " + to.value_or(""), false};
+}
+
+// An update against the stored row, in Frappe's order (check_if_latest, then the docstatus
+// transition, then what a submitted document lets change): the version the client saw, the
+// fields nobody changes, the move between docstatus values and the fields after submission.
+std::optional<Failure> check_update(const rules::Doctype& d, const TableMeta& table, const Parsed& parsed, const rules::Values& old,
+                                    const std::string& url_name, const std::string& stored_name, std::int64_t from, std::int64_t to,
+                                    const std::vector<std::string>& roles) {
+  const std::string* stored_modified = old.find("modified");
+  if (parsed.modified && stored_modified && json::frappe_datetime(*stored_modified) != json::frappe_datetime(*parsed.modified))
+    return Failure{417, "TimestampMismatchError",
+                   "Error: Document has been modified after you have opened it (" + json::frappe_datetime(*stored_modified) + ", " +
+                       *parsed.modified + "). Please refresh to get the latest document.",
+                   false};
+  if (parsed.name && *parsed.name != url_name && *parsed.name != stored_name)
+    return invalid("Renaming is not supported: the body's name is not " + stored_name);
+  for (const auto& [field, sent] : parsed.constants) {
+    const std::string* stored = old.find(field);
+    if (stored && !same_value(table.find(field), sent, *stored))
+      return Failure{417, "CannotChangeConstantError", "Value cannot be changed for " + field, false};
+  }
+  auto t = docstatus_transition(d, from, to, roles);
+  if (!t) return t.error();
+  if (t->action != Transition::Action::update_after_submit && t->action != Transition::Action::cancel) return std::nullopt;
+  for (const auto& [field, sent] : parsed.row.values) {
+    if (allowed_on_submit(d, field)) continue;
+    const std::string* stored = old.find(field);
+    const std::optional<std::string> was = stored ? std::optional<std::string>(*stored) : std::nullopt;
+    if (!same_value(table.find(field), sent, was)) return changed_after_submit(field, was, sent);
+  }
+  return std::nullopt;
+}
+
+// A child table a submitted document may not change must come back as it is stored: the same
+// rows in the same order, each field the client sent equal to the stored one.
+std::optional<Failure> check_rows_unchanged(const ChildRows& sent, const db::ResultSet& stored) {
+  if (sent.rows.size() != stored.rows.size())
+    return Failure{417, "UpdateAfterSubmitError", "Not allowed to change " + sent.field + " after submission (rows added or removed)", false};
+  for (std::size_t i = 0; i < sent.rows.size(); ++i) {
+    const auto was = to_values(stored, i);
+    for (const auto& [field, value] : sent.rows[i].values) {
+      const std::string* s = was.find(field);
+      const std::optional<std::string> before = s ? std::optional<std::string>(*s) : std::nullopt;
+      if (!same_value(sent.table->find(field), value, before)) return changed_after_submit(sent.field + "." + field, before, value);
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -388,7 +542,7 @@ std::string_view write_kind_name(rules::Origin o) {
 asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
                                                          const rules::Doctype& d, rules::Origin op, std::string name,
                                                          std::string_view body, const std::string& user,
-                                                         const std::string& site) {
+                                                         const std::vector<std::string>& roles, const std::string& site) {
   const TableMeta* table = catalog.table(d.name);
   if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + d.name + " not found", false};
   Parsed parsed;
@@ -400,10 +554,11 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
     for (const auto& c : parsed.children)
       for (const auto& r : c.rows)
         if (auto m = check_mandatory(*c.doctype, r, false)) co_return *m;
-    if (op == rules::Origin::resource_update) {
-      if (const auto* n = parsed.row.find("name"); n && *n && **n != name)
-        co_return invalid("Renaming is not supported: the body's name is not " + name);
-    }
+  }
+  // A new document starts from draft: what it may be created as is known before any query.
+  if (op == rules::Origin::resource_insert) {
+    auto t = docstatus_transition(d, 0, parsed.docstatus.value_or(0), roles);
+    if (!t) co_return t.error();
   }
 
   for (int attempt = 0;; ++attempt) {
@@ -414,16 +569,21 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
     std::vector<std::string> tags;
     std::optional<Failure> refusal;
     std::string final_name = name;
+    std::int64_t stored_status = 0;
+    std::int64_t docstatus = parsed.docstatus.value_or(0);  // the document's, after this write
 
     auto begin = co_await (*lease)->query("START TRANSACTION", pool.query_timeout());
     if (!begin) co_return failure_from(begin.error());
 
     if (op == rules::Origin::resource_insert) {
-      // The name: given, from a field, or the next of a naming series (counted under the row
-      // lock of tabSeries, in this transaction: no duplicates, no gaps on rollback).
-      const auto* given = parsed.row.find("name");
-      if (!empty_value(given)) {
-        final_name = **given;
+      // The name: the client's only when the doctype is named by prompt (else a client could
+      // take the next number of a series), from a field, or the next of a naming series
+      // (counted under the row lock of tabSeries, in this transaction: no duplicates, no gaps on
+      // rollback).
+      if (d.naming.kind == rules::Naming::Kind::prompt) {
+        auto n = prompt_name(d, parsed.name);
+        if (!n) co_return n.error();
+        final_name = std::move(*n);
       } else if (d.naming.kind == rules::Naming::Kind::field) {
         const auto* f = parsed.row.find(d.naming.value);
         if (empty_value(f)) co_return invalid(d.naming.value + " is required: it names the " + d.name);
@@ -439,22 +599,21 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
           if (static_cast<int>(n.size()) < width) n.insert(0, static_cast<std::size_t>(width) - n.size(), '0');
           final_name = key + n;
         }
-      } else if (d.naming.kind == rules::Naming::Kind::prompt) {
-        co_return invalid("name is required for " + d.name);
       } else {
         final_name = random_name();
       }
       if (final_name.empty() || utf8_length(final_name) > 140) co_return invalid("A name is 1 to 140 characters");
       parsed.row.set("name", final_name);
       co_await check_links(tx, rules, d, parsed.row, refusal);
-      for (const auto& c : parsed.children)
-        for (const auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
+      for (auto& c : parsed.children)
+        for (auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
 
       Row full = parsed.row;
       full.set("owner", user);
       full.set("creation", now);
       full.set("modified", now);
       full.set("modified_by", user);
+      full.set("docstatus", std::to_string(docstatus));
       std::string cols, marks;
       std::vector<std::optional<std::string>> values;
       for (const auto& [k, v] : full.values) {
@@ -472,33 +631,47 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
         auto old = to_values(*current, 0);
         auto old_tags = rules::row_tags(d, old);
         tags.insert(tags.end(), old_tags.begin(), old_tags.end());
-        const std::string* stored_modified = old.find("modified");
-        if (op == rules::Origin::resource_update && parsed.modified && stored_modified &&
-            json::frappe_datetime(*stored_modified) != json::frappe_datetime(*parsed.modified))
-          refusal = Failure{417, "TimestampMismatchError",
-                            "Error: Document has been modified after you have opened it (" + json::frappe_datetime(*stored_modified) +
-                                ", " + *parsed.modified + "). Please refresh to get the latest document.",
-                            false};
+        // The name as stored: the URL may spell it as the collation allows.
+        if (const std::string* stored = old.find("name")) final_name = *stored;
+        const std::string* stored_docstatus = old.find("docstatus");
+        stored_status = stored_docstatus ? std::strtoll(stored_docstatus->c_str(), nullptr, 10) : 0;
+        if (op == rules::Origin::resource_delete && stored_status == 1)
+          refusal = invalid(d.name + " " + final_name + ": Submitted Record cannot be deleted. You must Cancel it first.");
+        if (op == rules::Origin::resource_update) {
+          docstatus = parsed.docstatus.value_or(stored_status);
+          refusal = check_update(d, *table, parsed, old, name, final_name, stored_status, docstatus, roles);
+        }
       }
-      // The child rows that change go away: every table on delete, the named ones on update.
+      // The child rows that change go away: every table on delete, the named ones on update
+      // (on a submitted document, only those it lets change; the others must come back as they
+      // are and stay).
+      const bool submitted_edit = op == rules::Origin::resource_update && stored_status == 1;
+      std::vector<std::string> kept;
       for (const auto& [field, child] : d.children) {
         if (refusal || tx.error) break;
-        const bool replaced = op == rules::Origin::resource_delete ||
-                              std::any_of(parsed.children.begin(), parsed.children.end(), [&](const ChildRows& c) { return c.field == field; });
+        const auto sent = std::find_if(parsed.children.begin(), parsed.children.end(), [&](const ChildRows& c) { return c.field == field; });
+        const bool replaced = op == rules::Origin::resource_delete || sent != parsed.children.end();
         if (!replaced) continue;
         const rules::Doctype* cd = rules.doctype(child);
         const TableMeta* ct = catalog.table(child);
         if (!cd || !ct) continue;
-        auto old_children = co_await tx.exec(select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? FOR UPDATE",
-                                             name, d.name, field);
+        auto old_children = co_await tx.exec(
+            select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx` FOR UPDATE", final_name, d.name,
+            field);
+        if (old_children && submitted_edit && !allowed_on_submit(d, field)) {
+          refusal = check_rows_unchanged(*sent, *old_children);
+          kept.push_back(field);
+          continue;
+        }
         if (old_children)
           for (std::size_t i = 0; i < old_children->rows.size(); ++i) {
             auto t = rules::row_tags(*cd, to_values(*old_children, i));
             tags.insert(tags.end(), t.begin(), t.end());
           }
         co_await tx.exec("DELETE FROM " + ident(ct->table) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?",
-                         name, d.name, field);
+                         final_name, d.name, field);
       }
+      std::erase_if(parsed.children, [&](const ChildRows& c) { return std::find(kept.begin(), kept.end(), c.field) != kept.end(); });
       if (op == rules::Origin::resource_delete && !refusal && !tx.error) {
         // Frappe refuses to delete what other documents link to (LinkExistsError).
         for (const auto& [other_name, other] : rules.doctypes()) {
@@ -506,7 +679,7 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
             if (target != d.name || refusal || tx.error) continue;
             auto r = co_await tx.exec("SELECT " + std::string(other.parent.empty() ? "`name`" : "`parent`") + " FROM " +
                                           ident(other.table) + " WHERE " + ident(field) + " = ? LIMIT 1",
-                                      name);
+                                      final_name);
             if (r && !r->rows.empty() && r->rows[0][0]) {
               const std::string& shown = other.parent.empty() ? other_name : other.parent;
               refusal = Failure{417, "LinkExistsError",
@@ -515,12 +688,12 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
             }
           }
         }
-        if (!refusal) co_await tx.exec("DELETE FROM " + ident(table->table) + " WHERE `name` = ?", name);
+        if (!refusal) co_await tx.exec("DELETE FROM " + ident(table->table) + " WHERE `name` = ?", final_name);
       }
       if (op == rules::Origin::resource_update && !refusal && !tx.error) {
         co_await check_links(tx, rules, d, parsed.row, refusal);
-        for (const auto& c : parsed.children)
-          for (const auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
+        for (auto& c : parsed.children)
+          for (auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
         std::string sets;
         std::vector<std::optional<std::string>> values;
         for (const auto& [k, v] : parsed.row.values) {
@@ -528,11 +701,17 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
           sets += ident(k) + " = ?, ";
           values.push_back(v);
         }
+        if (docstatus != stored_status && table->find("docstatus")) {
+          sets += "`docstatus` = ?, ";
+          values.emplace_back(std::to_string(docstatus));
+        }
         sets += "`modified` = ?, `modified_by` = ?";
         values.emplace_back(now);
         values.emplace_back(user);
-        values.emplace_back(name);
+        values.emplace_back(final_name);
         if (!refusal) co_await tx.exec_v("UPDATE " + ident(table->table) + " SET " + sets + " WHERE `name` = ?", values);
+        // Rows the body did not replace follow the parent's docstatus too.
+        if (!refusal && docstatus != stored_status) co_await set_children_docstatus(tx, catalog, rules, d, final_name, docstatus);
       }
     }
 
@@ -548,6 +727,7 @@ asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const C
         full.set("parentfield", c.field);
         full.set("parenttype", d.name);
         full.set("idx", std::to_string(++idx));
+        full.set("docstatus", std::to_string(docstatus));
         full.set("owner", user);
         full.set("creation", now);
         full.set("modified", now);

@@ -292,7 +292,7 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       if (name.empty() || name.size() > 61 || name.find('`') != std::string::npos)
         L.fail(where, "a doctype name is 1..61 characters without backticks");
       auto obj = L.object_at(field.value, where);
-      L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links", "permissions"});
+      L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links", "permissions", "is_submittable", "allow_on_submit"});
       Doctype d;
       d.name = name;
       d.table = "tab" + name;
@@ -316,9 +316,15 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
         else L.fail(where + ".naming", "expected \"hash\", \"prompt\", \"field:<field>\" or \"series:<PREFIX-.YYYY.-.#####>\"");
       }
       if (auto m = obj["mandatory"]; !m.error()) d.mandatory = L.strings_at(m.value_unsafe(), where + ".mandatory");
+      if (auto sb = obj["is_submittable"]; !sb.error()) {
+        bool b = false;
+        if (sb.value_unsafe().get(b)) L.fail(where + ".is_submittable", "expected true or false");
+        d.is_submittable = b;
+      }
+      if (auto a = obj["allow_on_submit"]; !a.error()) d.allow_on_submit = L.strings_at(a.value_unsafe(), where + ".allow_on_submit");
       if (auto pm = obj["permissions"]; !pm.error()) {
         auto perms = L.object_at(pm.value_unsafe(), where + ".permissions");
-        L.check_keys(perms, where + ".permissions", {"read", "create", "write", "delete"});
+        L.check_keys(perms, where + ".permissions", {"read", "create", "write", "delete", "submit", "cancel"});
         for (auto perm : perms)
           d.permissions[std::string(perm.key)] = L.strings_at(perm.value, where + ".permissions." + std::string(perm.key));
       }
@@ -338,6 +344,10 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       std::string where = "$.doctypes[\"" + name + "\"]";
       if (!d.parent.empty() && !set->doctypes_.count(d.parent))
         L.fail(where + ".parent", "names \"" + d.parent + "\", which is not in $.doctypes; add it");
+      if (!d.parent.empty() && d.is_submittable)
+        L.fail(where + ".is_submittable", "a child table follows its parent's docstatus; remove it");
+      if (!d.allow_on_submit.empty() && !d.is_submittable)
+        L.fail(where + ".allow_on_submit", "only a submittable doctype (\"is_submittable\": true) has fields editable after submission");
       for (const auto& [field, target] : d.links)
         if (!set->doctypes_.count(target))
           L.fail(where + ".links." + field, "names \"" + target + "\", which is not in $.doctypes; add it or remove the link");

@@ -97,11 +97,17 @@ struct Doctype {
   std::vector<TagTemplate> row_tags;                // tags a changed row produces (columns)
   Naming naming;
   std::vector<std::string> mandatory;               // fields a new document must have
+  // Frappe's submittable documents: docstatus 0 (draft) → 1 (submitted) → 2 (cancelled); a
+  // submitted document changes only in its allow_on_submit fields (child table fields too).
+  bool is_submittable = false;
+  std::vector<std::string> allow_on_submit;
   std::vector<std::pair<std::string, std::string>> links;  // Link field -> the doctype it names
-  // Roles allowed to read, create, write (update) and delete; an absent list allows any user.
+  // Roles allowed to read, create, write (update), delete, submit and cancel; an absent list
+  // allows any user, except that submit and cancel fall back to the write list.
   std::map<std::string, std::vector<std::string>> permissions;
   const std::vector<std::string>* allowed(std::string_view action) const {
     auto it = permissions.find(std::string(action));
+    if (it == permissions.end() && (action == "submit" || action == "cancel")) return allowed("write");
     return it == permissions.end() ? nullptr : &it->second;
   }
 };
