@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "proxy/config/config.hpp"
+#include "proxy/origin/origin.hpp"
 #include "proxy/rules/rules.hpp"
 #include "tests/support/support.hpp"
 
@@ -38,7 +39,8 @@ std::string load_error(std::string text) {
   std::ofstream(path) << text;
   std::string message;
   try {
-    RuleSet::load(path.string(), cfg());
+    auto set = RuleSet::load(path.string(), cfg());
+    origin::load_queries(*set);
   } catch (const config::ConfigError& e) {
     message = e.what();
   }
@@ -231,4 +233,34 @@ TEST(Rules, TagTemplatesParseStrictly) {
   EXPECT_EQ(t.pieces[1].path, (std::vector<std::string>{"message", "*", "a", "b"}));
   for (const char* bad : {"x:{", "x:}", "x:{$}", "x:{$.}", "x:{$.a[0]}", "x:{Bad-Name}", ""})
     EXPECT_FALSE(rules::parse_tag_template(bad, t, why)) << bad;
+}
+
+TEST(Rules, SubmittableDoctypesAndTagsFromStoredNames) {
+  auto set = workshop();
+  const auto* order = set->doctype("Service Order");
+  ASSERT_TRUE(order);
+  EXPECT_TRUE(order->is_submittable);
+  EXPECT_EQ(order->allow_on_submit, std::vector<std::string>{"status"});
+  ASSERT_TRUE(order->allowed("cancel"));
+  EXPECT_EQ(*order->allowed("cancel"), std::vector<std::string>{"Workshop Manager"});
+  // submit and cancel fall back to write where a doctype does not name them.
+  const auto* customer = set->doctype("Customer");
+  EXPECT_FALSE(customer->is_submittable);
+  EXPECT_EQ(customer->allowed("submit"), customer->allowed("write"));
+
+  const std::string text = read(test::source_dir() / "rules/workshop.json");
+  auto e = load_error(replace(text, "\"is_submittable\": true, ", ""));
+  EXPECT_NE(e.find("allow_on_submit"), std::string::npos) << e;
+  EXPECT_NE(e.find("only a submittable doctype"), std::string::npos) << e;
+  e = load_error(replace(text, "\"parent\": \"Service Order\",", "\"parent\": \"Service Order\", \"is_submittable\": true,"));
+  EXPECT_NE(e.find("a child table follows its parent's docstatus"), std::string::npos) << e;
+  e = load_error(replace(text, "\"is_submittable\": true", "\"is_submittable\": \"yes\""));
+  EXPECT_NE(e.find("is_submittable: expected true or false"), std::string::npos) << e;
+  // A tag made from a text parameter that no required result resolves could name a row in a
+  // spelling no write produces: refused at load.
+  e = load_error(replace(replace(text, "\"tags\": [\"schedule:{date}\",", "\"tags\": [\"bay:{bay}\", \"schedule:{date}\","),
+                         "\"params\": { \"date\": { \"type\": \"date\", \"required\": true } },",
+                         "\"params\": { \"date\": { \"type\": \"date\", \"required\": true }, \"bay\": { \"type\": \"string\", \"required\": true } },"));
+  EXPECT_NE(e.find("{bay} is a text parameter that no result of"), std::string::npos) << e;
+  EXPECT_NE(e.find("required <DocType>:bay"), std::string::npos) << e;
 }

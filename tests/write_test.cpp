@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <future>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -289,6 +290,107 @@ TEST_F(Writes, NamesAndServerFieldsAreTheServers) {
   auto linked = call(p.port(), "PUT", "/api/resource/Vehicle/" + made, auth(), R"({"customer":")" + lower + R"( "})");
   ASSERT_EQ(linked.status, 200) << linked.body;
   EXPECT_EQ(q("SELECT customer FROM `tabVehicle` WHERE name = '" + made + "'"), c);
+}
+
+namespace {
+// Spellings MariaDB's utf8mb4_unicode_ci takes for `name`: random case, trailing spaces,
+// full-width forms (U+FF01..FF5E for ASCII '!'..'~').
+std::string name_variant(const std::string& name, std::mt19937& rng) {
+  std::string out;
+  for (char ch : name) {
+    const auto roll = rng() % 4;
+    if (roll == 0 && ch > ' ' && ch <= '~') {
+      const unsigned cp = 0xFF01 + static_cast<unsigned>(ch - '!');
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (roll == 1) {
+      out += static_cast<char>(std::islower(static_cast<unsigned char>(ch)) ? std::toupper(static_cast<unsigned char>(ch))
+                                                                             : std::tolower(static_cast<unsigned char>(ch)));
+    } else {
+      out += ch;
+    }
+  }
+  out.append(rng() % 3, ' ');
+  return out;
+}
+
+std::string url_encode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') out += static_cast<char>(c);
+    else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+}  // namespace
+
+// The database treats many spellings of a name as one row. Whatever spelling a client reads it
+// by, no answer outlives a write of the row (through pitstop or around it), a deleted row is
+// gone for every spelling, and one row occupies one entry per endpoint however it is spelled.
+TEST_F(Writes, EverySpellingOfANameReadsFreshAfterAWrite) {
+  const std::string site = unique_site();
+  Pitstop p({{"PITSTOP_SITE", site}});
+  auto [c, v] = customer_with_vehicle();
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  std::vector<std::string> cs{c}, vs{v};
+  for (int i = 0; i < 10; ++i) {
+    cs.push_back(name_variant(c, rng));
+    vs.push_back(name_variant(v, rng));
+  }
+  const std::string summary = "/api/method/universal_workshop.api.get_customer_summary?customer=";
+  const std::string history = "/api/method/universal_workshop.api.get_vehicle_history?vehicle=";
+  // Every spelling answers the same row, and each read twice (a cached copy would show now).
+  auto read_all = [&](const std::string& want_name, const std::string& want_plate) {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const auto& n : cs) {
+        auto doc = call(p.port(), "GET", "/api/resource/Customer/" + url_encode(n), auth());
+        ASSERT_EQ(doc.status, 200) << n << ": " << doc.body;
+        EXPECT_EQ(json_field(doc.body, {"data", "name"}), c) << n;
+        EXPECT_EQ(json_field(doc.body, {"data", "customer_name"}), want_name) << "stale for [" << n << "]: " << cache_status(doc);
+        auto sum = call(p.port(), "GET", summary + url_encode(n), auth());
+        ASSERT_EQ(sum.status, 200) << n << ": " << sum.body;
+        EXPECT_EQ(json_field(sum.body, {"message", "customer", "customer_name"}), want_name) << "stale for [" << n << "]";
+      }
+      for (const auto& n : vs) {
+        auto hist = call(p.port(), "GET", history + url_encode(n), auth());
+        ASSERT_EQ(hist.status, 200) << n << ": " << hist.body;
+        EXPECT_EQ(json_field(hist.body, {"message", "vehicle", "license_plate"}), want_plate) << "stale for [" << n << "]";
+        EXPECT_EQ(json_field(hist.body, {"message", "vehicle", "customer_name"}), want_name) << "stale for [" << n << "]";
+      }
+    }
+  };
+  read_all("Writer " + c, "WT " + v);
+  // Through pitstop, by a spelling of the name other than the stored one.
+  auto w = call(p.port(), "PUT", "/api/resource/Customer/" + url_encode(cs[3]), auth(), R"({"customer_name":"Renamed Once"})");
+  ASSERT_EQ(w.status, 200) << w.body;
+  EXPECT_EQ(json_field(w.body, {"data", "name"}), c);
+  auto wv = call(p.port(), "PUT", "/api/resource/Vehicle/" + url_encode(vs[4]), auth(), R"({"license_plate":"WT NEW"})");
+  ASSERT_EQ(wv.status, 200) << wv.body;
+  read_all("Renamed Once", "WT NEW");
+  // Around pitstop: within the bypass bound (the binary log, or the relay's interval).
+  q("UPDATE `tabCustomer` SET customer_name = 'Renamed Twice' WHERE name = '" + c + "'");
+  std::this_thread::sleep_for(1s);
+  read_all("Renamed Twice", "WT NEW");
+
+  // One entry per endpoint and row: the document (this user's), the summary, the history.
+  const auto cache = service_config().redis_cache;
+  Process scan({"redis-cli", "-h", cache.host, "-p", std::to_string(cache.port), "--scan", "--pattern", "pitstop:" + site + ":e:*"});
+  ASSERT_TRUE(scan.wait(10s));
+  const std::string keys = scan.log();
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), '\n'), 3) << keys;
+
+  // A delete by any spelling is seen by every spelling.
+  ASSERT_EQ(call(p.port(), "DELETE", "/api/resource/Vehicle/" + url_encode(vs[5]), auth()).status, 202);
+  for (const auto& n : vs) {
+    EXPECT_EQ(call(p.port(), "GET", history + url_encode(n), auth()).status, 404) << n;
+    EXPECT_EQ(call(p.port(), "GET", "/api/resource/Vehicle/" + url_encode(n), auth()).status, 404) << n;
+  }
 }
 
 TEST_F(Writes, OptimisticConcurrencyRefusesStaleUpdates) {

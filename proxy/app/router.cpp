@@ -54,8 +54,9 @@ class RuleSource final : public cache::Source {
       out.transient = body.error().transient;
       co_return out;
     }
-    out.tags = rules::render_tags(rule_.tags, captures_, params_, *body);
-    out.body = std::move(*body);
+    out.tags = rules::render_tags(rule_.tags, captures_, params_, body->body);
+    out.body = std::move(body->body);
+    out.variant = body->variant;
     co_return out;
   }
 

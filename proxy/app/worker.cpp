@@ -102,7 +102,7 @@ asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, or
   co_return catalog_;
 }
 
-asio::awaitable<boost::system::result<std::string, origin::Failure>> Worker::fetch_origin(const rules::Rule& rule,
+asio::awaitable<boost::system::result<origin::Answer, origin::Failure>> Worker::fetch_origin(const rules::Rule& rule,
                                                                                          const rules::Values& captures,
                                                                                          const rules::Values& params,
                                                                                          const origin::ListRequest& list) {
@@ -124,7 +124,9 @@ asio::awaitable<boost::system::result<std::string, origin::Failure>> Worker::fet
   }
   origin::ListLimits limits;
   limits.max_rows = shared_.cfg.limits.max_list_rows;
-  co_return co_await origin::read_list(primary_, *catalog_, *doctype, list, limits);
+  auto body = co_await origin::read_list(primary_, *catalog_, *doctype, list, limits);
+  if (!body) co_return body.error();
+  co_return origin::Answer{std::move(*body), false};
 }
 
 Worker::~Worker() { join(); }

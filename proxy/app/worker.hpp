@@ -88,7 +88,7 @@ class Worker {
   void invalidate_locally(const std::vector<std::string>& tags);
 
   // The origin's answer body for a rule (the sql origin: named query or resource read).
-  boost::asio::awaitable<boost::system::result<std::string, origin::Failure>> fetch_origin(
+  boost::asio::awaitable<boost::system::result<origin::Answer, origin::Failure>> fetch_origin(
       const rules::Rule& rule, const rules::Values& captures, const rules::Values& params,
       const origin::ListRequest& list);
 

@@ -28,7 +28,7 @@ enum class Served : std::uint8_t {
   stale_while_revalidate,  // expired but within its window; one refresh runs behind it
   collapsed,               // waited for another request's origin fetch of the same key
   stored,                  // fetched from the origin and cached
-  fetched,                 // fetched from the origin, not cached (a write overtook it, too many tags)
+  fetched,                 // fetched from the origin, not cached (a write overtook it, too many tags, a variant name)
   stale_if_error,          // the origin failed or did not answer in time; an expired answer stood in
   origin_error,            // the origin's error answer, never cached
   timeout,                 // waited for another request's fetch past the origin timeout
@@ -56,6 +56,8 @@ struct Fetched {
   std::string body;
   std::vector<std::string> tags;
   bool transient = false;  // a failure a stale answer may cover (timeout, database unreachable)
+  // Named its rows otherwise than they are stored (origin::Answer::variant): served, not kept.
+  bool variant = false;
 };
 
 // Where a missed read is fetched from. It must own what it needs: a stale-while-revalidate

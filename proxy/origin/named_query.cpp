@@ -169,6 +169,27 @@ NamedQuery parse_named_query(const std::string& name, const std::string& file, c
   return q;
 }
 
+namespace {
+// A tag made from a text parameter must name the row as it is stored, or a write of the row
+// would not find the entry: the parameter must be one a `required` result resolves (then an
+// answer for another spelling is never cached). Dates and integers are normalised by binding.
+void check_tag_params(const rules::Rule& r, const NamedQuery& q, const std::string& source) {
+  for (std::size_t t = 0; t < r.tags.size(); ++t)
+    for (const auto& piece : r.tags[t].pieces) {
+      if (piece.kind != rules::TagTemplate::Piece::Kind::value) continue;
+      auto p = std::find_if(r.params.begin(), r.params.end(), [&](const rules::Param& x) { return x.name == piece.text; });
+      if (p == r.params.end() || p->type != rules::ParamType::string) continue;
+      const bool resolved = std::any_of(q.statements.begin(), q.statements.end(),
+                                        [&](const Statement& s) { return s.required_param == piece.text; });
+      if (!resolved)
+        throw config::ConfigError(source + ": $.rules[" + std::to_string(r.index) + "] (" + r.name + ").tags[" + std::to_string(t) +
+                                  "]: {" + piece.text + "} is a text parameter that no result of " + q.file +
+                                  " resolves to a stored name; add \"-- @result <name> one required <DocType>:" + piece.text +
+                                  "\" to the query, or tag from the answer ({$.message...})");
+    }
+}
+}  // namespace
+
 std::map<std::string, NamedQuery> load_queries(const rules::RuleSet& rules) {
   std::map<std::string, NamedQuery> out;
   for (const auto& r : rules.rules()) {
@@ -187,6 +208,7 @@ std::map<std::string, NamedQuery> load_queries(const rules::RuleSet& rules) {
         throw config::ConfigError(file + ": uses :" + p + ", which is not a required parameter of $.rules[" +
                                   std::to_string(r.index) + "] (" + r.name + "); add it to the rule's params with \"required\": true");
     }
+    check_tag_params(r, out.at(r.query), rules.source());
   }
   return out;
 }
@@ -282,7 +304,7 @@ asio::awaitable<result<std::vector<db::ResultSet>, Failure>> run_statements(db::
   co_return Failure{503, "ServiceUnavailable", "The database is unavailable", true};
 }
 
-asio::awaitable<result<std::string, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q, const rules::Values& params) {
+asio::awaitable<result<Answer, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q, const rules::Values& params) {
   std::vector<Sql> sql;
   for (const auto& s : q.statements) {
     Sql one{s.sql, {}};
@@ -292,11 +314,27 @@ asio::awaitable<result<std::string, Failure>> run_named_query(db::Pool& pool, co
     }
     sql.push_back(std::move(one));
   }
+  // The stored names of the rows the parameters name, in the same snapshot, after the
+  // statements (whose results keep their indexes).
+  std::vector<const std::string*> named;
+  for (const auto& s : q.statements) {
+    if (s.required_doctype.empty()) continue;
+    const std::string* v = params.find(s.required_param);
+    named.push_back(v);
+    std::string table = "`tab";
+    for (char ch : s.required_doctype) table += ch == '`' ? std::string("``") : std::string(1, ch);
+    sql.push_back({"SELECT `name` FROM " + table + "` WHERE `name` = ?", {v ? *v : std::string()}});
+  }
   auto ran = co_await run_statements(pool, sql);
   if (!ran) co_return ran.error();
   const auto& results = *ran;
+  Answer out;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    const auto& r = results[q.statements.size() + i];
+    if (!r.rows.empty() && (!named[i] || !r.rows[0][0] || *r.rows[0][0] != *named[i])) out.variant = true;
+  }
 
-  std::string body;
+  std::string& body = out.body;
   json::Writer w(body);
   w.begin_object().key("message");
   if (q.statements.size() == 1 && q.statements[0].mode == Statement::Mode::list) {
@@ -346,7 +384,7 @@ asio::awaitable<result<std::string, Failure>> run_named_query(db::Pool& pool, co
     w.end_object();
   }
   w.end_object();
-  co_return body;
+  co_return out;
 }
 
 }  // namespace pitstop::origin

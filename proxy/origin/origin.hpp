@@ -28,6 +28,16 @@ struct Failure {
 };
 [[noreturn]] void throw_exception_from_error(const Failure& f, const boost::source_location& loc);
 
+// An origin's answer.
+struct Answer {
+  std::string body;
+  // The request named a row otherwise than it is stored (`cust-00177`, `CUST-00177 `, full-width
+  // letters: utf8mb4_unicode_ci finds CUST-00177 for each). Served, never cached: a row then
+  // occupies one entry however many ways its name is spelled, and the one entry is tagged with
+  // the stored name that every write of the row invalidates.
+  bool variant = false;
+};
+
 // A named query file: statements, each introduced by a directive line
 //   -- @result <name> one|many|map [required <DocType>:<param>]
 //   -- @result . list|merge
@@ -56,7 +66,9 @@ NamedQuery parse_named_query(const std::string& name, const std::string& file, c
 // Loads the query of every sql rule and checks that each :param is a required parameter of it.
 std::map<std::string, NamedQuery> load_queries(const rules::RuleSet& rules);
 
-boost::asio::awaitable<boost::system::result<std::string, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q,
+// A parameter that a `required <DocType>:<param>` result names a row by is checked against the
+// row's stored name (Answer::variant).
+boost::asio::awaitable<boost::system::result<Answer, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q,
                                                                                     const rules::Values& params);
 
 // The real columns of the configured doctypes (information_schema), read once per worker.
@@ -67,7 +79,7 @@ struct Catalog {
 boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, Failure>> load_catalog(db::Pool& pool,
                                                                                                     const rules::RuleSet& rules);
 
-boost::asio::awaitable<boost::system::result<std::string, Failure>> read_doc(db::Pool& pool, const Catalog& catalog,
+boost::asio::awaitable<boost::system::result<Answer, Failure>> read_doc(db::Pool& pool, const Catalog& catalog,
                                                                              const rules::RuleSet& rules,
                                                                              const rules::Doctype& doctype,
                                                                              const std::string& name);

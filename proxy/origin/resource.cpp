@@ -71,8 +71,8 @@ void write_doc_row(json::Writer& w, const db::ResultSet& r, std::size_t row, std
 
 }  // namespace
 
-asio::awaitable<result<std::string, Failure>> read_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
-                                                       const rules::Doctype& doctype, const std::string& name) {
+asio::awaitable<result<Answer, Failure>> read_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
+                                                  const rules::Doctype& doctype, const std::string& name) {
   const TableMeta* table = catalog.table(doctype.name);
   if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
   std::vector<Sql> sql;
@@ -88,8 +88,12 @@ asio::awaitable<result<std::string, Failure>> read_doc(db::Pool& pool, const Cat
   }
   auto ran = co_await run_statements(pool, sql);
   if (!ran) co_return ran.error();
-  if ((*ran)[0].rows.empty()) co_return Failure{404, "DoesNotExistError", doctype.name + " " + name + " not found", false};
-  co_return render_doc(*ran, doctype.name, children);
+  const db::ResultSet& row = (*ran)[0];
+  if (row.rows.empty()) co_return Failure{404, "DoesNotExistError", doctype.name + " " + name + " not found", false};
+  Answer out{render_doc(*ran, doctype.name, children), false};
+  for (std::size_t c = 0; c < row.columns.size(); ++c)
+    if (row.columns[c].name == "name") out.variant = !row.rows[0][c] || *row.rows[0][c] != name;
+  co_return out;
 }
 
 std::string render_doc(const std::vector<db::ResultSet>& results, std::string_view doctype,
