@@ -432,6 +432,26 @@ TEST_F(HttpServer, OneLongHeaderLineIs431NotUrlTooLong) {
   EXPECT_EQ(r->status, 431);
 }
 
+// Heads another parser could read differently: refused, never guessed at.
+TEST_F(HttpServer, AmbiguousHeadsAreRefused) {
+  start();
+  for (std::string bad : {std::string("GET /a HTTP/1.1\nHost: t\n\n"), std::string("GET /a HTTP/1.1\r\nHost : t\r\n\r\n"),
+                          std::string("GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc"),
+                          std::string("GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 4\r\n\r\nabc"),
+                          std::string("GET /a HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n"),
+                          std::string("GET /a HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 33),
+                          std::string("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n"),
+                          std::string("POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n")}) {
+    RawClient c(port_);
+    ASSERT_TRUE(c.send(bad));
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << bad;
+    EXPECT_GE(r->status, 400) << bad;
+    EXPECT_LT(r->status, 500) << bad;
+    EXPECT_TRUE(c.closed_by_peer(3s)) << bad;
+  }
+}
+
 TEST_F(HttpServer, ExpectContinueGetsInterimResponse) {
   start();
   RawClient c(port_);
