@@ -73,6 +73,19 @@ class HttpServer : public ::testing::Test {
     done.get_future().wait();
   }
 
+  // Sends `bytes` on a connection of its own: the answer is `status`, nothing follows it (no byte
+  // of the request is read as another), and the connection is closed.
+  void expect_refused(const std::string& bytes, int status) {
+    RawClient c(port_);
+    ASSERT_TRUE(c.send(bytes));
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << bytes;
+    EXPECT_EQ(r->status, status) << bytes;
+    EXPECT_EQ(r->headers["connection"], "close") << bytes;
+    EXPECT_FALSE(c.read_response(300ms)) << "more than one answer to: " << bytes;
+    EXPECT_TRUE(c.closed_by_peer(3s)) << bytes;
+  }
+
   asio::io_context ioc_{1};
   EchoHandler handler_{ioc_};
   std::unique_ptr<http::Listener> listener_;
@@ -316,16 +329,7 @@ TEST_F(HttpServer, TransferEncodingNotEndingInChunkedIsRefusedAndClosed) {
       {"Transfer-Encoding: identity\r\nContent-Length: 37\r\n", 400},
       {"Transfer-Encoding: gzip, chunked\r\n", 501},
   };
-  for (const auto& c : cases) {
-    RawClient client(port_);
-    ASSERT_TRUE(client.send("POST /p HTTP/1.1\r\nHost: t\r\n" + c.head + "\r\n" + smuggled));
-    auto r = client.read_response();
-    ASSERT_TRUE(r) << c.head;
-    EXPECT_EQ(r->status, c.status) << c.head;
-    EXPECT_EQ(r->headers["connection"], "close") << c.head;
-    EXPECT_FALSE(client.read_response(300ms)) << "the body was answered as a request: " << c.head;
-    EXPECT_TRUE(client.closed_by_peer(3s)) << c.head;
-  }
+  for (const auto& c : cases) expect_refused("POST /p HTTP/1.1\r\nHost: t\r\n" + c.head + "\r\n" + smuggled, c.status);
   // The one accepted form still works, split over two lines too.
   RawClient ok(port_);
   ASSERT_TRUE(ok.send("POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
@@ -336,23 +340,13 @@ TEST_F(HttpServer, TransferEncodingNotEndingInChunkedIsRefusedAndClosed) {
 
 TEST_F(HttpServer, Http10WithTransferEncodingIsRefusedAndClosed) {
   start();
-  RawClient c(port_);
-  ASSERT_TRUE(c.send("POST /p HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
-  auto r = c.read_response();
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 400);
-  EXPECT_EQ(exc_type_of(r->body), "BadRequest");
-  EXPECT_TRUE(c.closed_by_peer(3s));
+  expect_refused("POST /p HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400);
 }
 
 TEST_F(HttpServer, FoldedHeaderLinesAreRefused) {
   start();
-  RawClient c(port_);
-  ASSERT_TRUE(c.send("GET /f HTTP/1.1\r\nHost: t\r\nX-A: one\r\n\ttwo\r\n\r\n"));
-  auto r = c.read_response();
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 400);
-  EXPECT_TRUE(c.closed_by_peer(3s));
+  expect_refused("GET /f HTTP/1.1\r\nHost: t\r\nX-A: one\r\n\ttwo\r\n\r\n", 400);
+  expect_refused("GET /f HTTP/1.1\r\n Host: t\r\n\r\n", 400);  // whitespace before the first field
 }
 
 TEST_F(HttpServer, HostMustBePresentOnceAndValid) {
@@ -362,15 +356,8 @@ TEST_F(HttpServer, HostMustBePresentOnceAndValid) {
                            std::string("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
                            std::string("GET / HTTP/1.1\r\nHost: a:80:1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: a:x\r\n\r\n"),
                            std::string("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"),
-                           std::string("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")}) {
-    RawClient c(port_);
-    ASSERT_TRUE(c.send(head));
-    auto r = c.read_response();
-    ASSERT_TRUE(r) << head;
-    EXPECT_EQ(r->status, 400) << head;
-    EXPECT_EQ(exc_type_of(r->body), "BadRequest") << head;
-    EXPECT_TRUE(c.closed_by_peer(3s)) << head;
-  }
+                           std::string("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")})
+    expect_refused(head, 400);
   for (std::string host : {"example.com", "example.com:8080", "127.0.0.1:80", "[::1]:8000", "[2001:db8::1]", "erp_1.local"}) {
     RawClient c(port_);
     ASSERT_TRUE(c.send("GET /h HTTP/1.1\r\nHost: " + host + "\r\n\r\n"));
@@ -400,18 +387,9 @@ TEST_F(HttpServer, AbsoluteFormTargetIsServedAsItsPath) {
   EXPECT_EQ(r->body, "GET / ");
   for (std::string bad : {std::string("GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n"), std::string("GET http://u@a/b HTTP/1.1\r\nHost: a\r\n\r\n"),
                           std::string("GET http:///b HTTP/1.1\r\nHost: a\r\n\r\n"), std::string("GET a/b HTTP/1.1\r\nHost: a\r\n\r\n"),
-                          std::string("GET * HTTP/1.1\r\nHost: a\r\n\r\n")}) {
-    RawClient b(port_);
-    ASSERT_TRUE(b.send(bad));
-    auto br = b.read_response();
-    ASSERT_TRUE(br) << bad;
-    EXPECT_EQ(br->status, 400) << bad;
-  }
-  RawClient tunnel(port_);
-  ASSERT_TRUE(tunnel.send("CONNECT erp.example:443 HTTP/1.1\r\nHost: erp.example:443\r\n\r\n"));
-  auto tr = tunnel.read_response();
-  ASSERT_TRUE(tr);
-  EXPECT_EQ(tr->status, 405);
+                          std::string("GET * HTTP/1.1\r\nHost: a\r\n\r\n")})
+    expect_refused(bad, 400);
+  expect_refused("CONNECT erp.example:443 HTTP/1.1\r\nHost: erp.example:443\r\n\r\n", 405);
 }
 
 TEST_F(HttpServer, OneLongHeaderLineIs431NotUrlTooLong) {
@@ -441,15 +419,8 @@ TEST_F(HttpServer, AmbiguousHeadsAreRefused) {
                           std::string("GET /a HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n"),
                           std::string("GET /a HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n", 33),
                           std::string("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n"),
-                          std::string("POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n")}) {
-    RawClient c(port_);
-    ASSERT_TRUE(c.send(bad));
-    auto r = c.read_response();
-    ASSERT_TRUE(r) << bad;
-    EXPECT_GE(r->status, 400) << bad;
-    EXPECT_LT(r->status, 500) << bad;
-    EXPECT_TRUE(c.closed_by_peer(3s)) << bad;
-  }
+                          std::string("POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n")})
+    expect_refused(bad, 400);
 }
 
 TEST_F(HttpServer, ExpectContinueGetsInterimResponse) {
