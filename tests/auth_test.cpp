@@ -362,7 +362,8 @@ TEST_F(Verifier, FailedAuthenticationsAreBudgetedPerClientAndPerKey) {
     boost::system::result<auth::Identity, auth::Failure> out = auth::Failure{};
     test::run(ioc_, [](auth::Verifier& v, std::string a, std::string sid, std::string c,
                        boost::system::result<auth::Identity, auth::Failure>& o) -> asio::awaitable<void> {
-      auto r = co_await v.identify(a, sid, c);
+      std::function<std::string()> client = [c] { return c; };
+      auto r = co_await v.identify(a, sid, std::move(client));
       if (r) o = **r;
       else o = r.error();
     }(v, authorization, sid, client, out));

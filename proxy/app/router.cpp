@@ -197,7 +197,9 @@ asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> Router:
   auto p = auth::presented(authorization, na, cookies, nc);
   if (!p) co_return p.error();
   if (p->authorization.empty() && p->sid.empty()) co_return worker_.verifier().guest();
-  co_return co_await worker_.verifier().identify(p->authorization, p->sid, client_address(worker_.shared(), req));
+  // Named: g++ 12 mishandles a temporary std::function inside a co_await expression.
+  std::function<std::string()> client = [this, &req] { return client_address(worker_.shared(), req); };
+  co_return co_await worker_.verifier().identify(p->authorization, p->sid, std::move(client));
 }
 
 http::Response Router::too_many_failures(const auth::Failure& f) {

@@ -6,6 +6,7 @@
 // keyed by a keyed hash of the credential, never by the credential itself.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -124,9 +125,11 @@ class Verifier {
   // beside it must still be valid (a Bearer token beside it wins); without a live session the
   // Authorization header decides; an unknown sid alone is a Guest told that its session
   // expired; nothing is a Guest. A request whose credentials were verified within
-  // auth.identity_ttl costs one keyed hash. `client` is the client address, for the failure budget.
+  // auth.identity_ttl costs one keyed hash. `client` gives the client address, for the failure
+  // budget; it is asked only when the credential is not remembered (formatting an address costs
+  // more than the hit).
   boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> identify(std::string_view authorization, std::string_view sid,
-                                                                               std::string_view client = {});
+                                                                               std::function<std::string()> client = {});
 
   struct Stats {
     std::uint64_t lookups = 0;    // database lookups

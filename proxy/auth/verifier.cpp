@@ -218,7 +218,7 @@ Verifier::Key Verifier::key_of(std::string_view authorization, std::string_view 
 }
 
 asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_view authorization, std::string_view sid,
-                                                                std::string_view client) {
+                                                                std::function<std::string()> client) {
   if (authorization.empty() && (sid.empty() || sid == "Guest")) co_return guest_;
   const Key key = key_of(authorization, sid);
   const auto now = std::chrono::steady_clock::now();
@@ -237,7 +237,8 @@ asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_vie
     }
     co_return identity;
   }
-  auto r = co_await resolve(authorization, sid, client);
+  const std::string address = client ? client() : std::string();
+  auto r = co_await resolve(authorization, sid, address);
   remember(key, r, now);
   co_return r;
 }
