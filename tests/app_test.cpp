@@ -193,7 +193,7 @@ TEST(App, CheckConfigExitsZeroOrTwo) {
     EXPECT_EQ(*st, 0) << ok.log();
     EXPECT_NE(ok.log().find(": ok"), std::string::npos);
   }
-  auto bad_path = std::filesystem::temp_directory_path() / ("pitstop-bad-" + std::to_string(::getpid()) + ".json");
+  auto bad_path = pitstop::test::scratch_dir() / "bad.json";
   std::ofstream(bad_path) << "{\"listen\": \"0.0.0.0:8080\", \"wokers\": 2}";
   {
     Process bad({pitstop_binary(), "--check-config", bad_path.string()});

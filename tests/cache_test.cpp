@@ -114,7 +114,7 @@ TEST(L1, KeepsWithinItsBytesEvictingLeastRecentlyUsed) {
   cache::L1 l1(64 * 1024, 1);
   const std::int64_t now = cache::now_ms();
   for (int i = 0; i < 100; ++i) {
-    l1.put(make("k" + std::to_string(i), 1000));
+    l1.put(make(std::string("k").append(std::to_string(i)), 1000));
     // k0 stays in use, so it is never the least recently used.
     ASSERT_TRUE(l1.get("k0", now)) << i;
   }
@@ -190,8 +190,8 @@ TEST(L1, ManyTagsChurningStayExactAndBounded) {
   std::vector<std::string> keys;
   for (int i = 0; i < 3000; ++i) {
     std::vector<std::string> tags{"shared"};
-    for (int t = 0; t < 40; ++t) tags.push_back("e" + std::to_string(i) + ":" + std::to_string(t));
-    l1.put(make("k" + std::to_string(i), 100, std::move(tags)));
+    for (int t = 0; t < 40; ++t) tags.push_back(std::string("e").append(std::to_string(i)).append(":").append(std::to_string(t)));
+    l1.put(make(std::string("k").append(std::to_string(i)), 100, std::move(tags)));
   }
   const auto st = l1.stats();
   ASSERT_GT(st.entries, 0u);
@@ -219,7 +219,7 @@ TEST(L1, IsSafeUnderContention) {
     threads.emplace_back([&, t] {
       std::mt19937 rng(static_cast<unsigned>(t));
       for (int i = 0; i < 20000; ++i) {
-        std::string key = "k" + std::to_string(rng() % 500);
+        std::string key = std::string("k").append(std::to_string(rng() % 500));
         if (rng() % 4 == 0) l1.put(make(key, 200, {"tag" + std::to_string(rng() % 10)}));
         else if (auto e = l1.get(key, cache::now_ms()); e && e->key == key) ++hits;
         if (rng() % 1000 == 0) l1.invalidate_tag("tag" + std::to_string(rng() % 10));

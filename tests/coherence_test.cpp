@@ -59,7 +59,7 @@ class Coherence : public ::testing::Test {
     std::string values;
     for (int i = 0; i < n; ++i) {
       out.push_back("COH-" + std::to_string(::getpid()) + "-" + std::to_string(seq++));
-      values += (values.empty() ? "" : ",") + ("('" + out.back() + "', 'v0')");
+      values.append(values.empty() ? "" : ",").append("('").append(out.back()).append("', 'v0')");
     }
     q("INSERT INTO `tabCustomer` (name, customer_name) VALUES " + values);
     customers_.insert(customers_.end(), out.begin(), out.end());

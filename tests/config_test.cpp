@@ -24,9 +24,7 @@ std::string default_text() {
 // Writes `text` to a temporary config file next to a copy of nothing else.
 std::string write_config(const std::string& text) {
   static int n = 0;
-  auto dir = fs::temp_directory_path() / ("pitstop-config-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  auto path = dir / ("c" + std::to_string(n++) + ".json");
+  auto path = pitstop::test::scratch_dir() / ("config-" + std::to_string(n++) + ".json");
   std::ofstream(path) << text;
   return path.string();
 }

@@ -213,7 +213,7 @@ std::string rules_variant(const std::string& from, const std::string& to) {
   const std::string rel = "\"../sql/queries\"";
   text.replace(text.find(rel), rel.size(), "\"" + (source_dir() / "sql/queries").string() + "\"");
   static int n = 0;
-  auto path = fs::temp_directory_path() / ("pitstop-limit-rules-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".json");
+  auto path = scratch_dir() / ("limit-rules-" + std::to_string(n++) + ".json");
   std::ofstream(path) << text;
   return path.string();
 }

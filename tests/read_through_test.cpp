@@ -61,7 +61,7 @@ TEST(InvalidationLog, EpochsOrderInvalidationsAndPrunedQuestionsAreAnsweredYes) 
   // Past its capacity the log forgets its oldest half; a fill older than what it forgot is
   // refused, whatever its tags.
   for (int i = 0; i < 20; ++i) {
-    const std::vector<std::string> t{"t" + std::to_string(i)};
+    const std::vector<std::string> t{std::string("t").append(std::to_string(i))};
     log.record(t);
   }
   EXPECT_TRUE(log.invalidated_since(b, before));

@@ -32,7 +32,7 @@ std::string read(const fs::path& p) {
 
 // Loads a variant of workshop.json from a temporary file (queries_dir made absolute).
 std::string load_error(std::string text) {
-  auto path = fs::temp_directory_path() / ("pitstop-rules-" + std::to_string(::getpid()) + ".json");
+  auto path = test::scratch_dir() / "rules.json";
   const std::string rel = "\"../sql/queries\"";
   if (auto pos = text.find(rel); pos != std::string::npos)
     text.replace(pos, rel.size(), "\"" + (test::source_dir() / "sql/queries").string() + "\"");
@@ -111,7 +111,7 @@ TEST(Rules, HostilePathsAndQueriesAreRefused) {
   EXPECT_FALSE(rules::parse_query("a=%00"));
   EXPECT_FALSE(rules::parse_query("a=%c3%28"));
   std::string many;
-  for (int i = 0; i < 200; ++i) many += "p" + std::to_string(i) + "=1&";
+  for (int i = 0; i < 200; ++i) many.append("p").append(std::to_string(i)).append("=1&");
   EXPECT_FALSE(rules::parse_query(many));
   auto q = rules::parse_query("customer=CUST%2D00001&customer=other&x+y=a+b&empty&=v");
   ASSERT_TRUE(q);

@@ -437,7 +437,7 @@ TEST_F(Writes, ConcurrentUpdatesOfOneDocumentApplyWhole) {
   auto row = q("SELECT description, estimated_cost FROM `tabService Order` WHERE name = '" + name + "'");
   auto tab = row.find('\t');
   ASSERT_NE(tab, std::string::npos);
-  EXPECT_EQ(row.substr(0, tab), "v" + std::to_string(std::stoi(row.substr(tab + 1))));
+  EXPECT_EQ(row.substr(0, tab), std::string("v").append(std::to_string(std::stoi(row.substr(tab + 1)))));
 }
 
 TEST_F(Writes, NamingSeriesHasNoDuplicatesAndNoGaps) {

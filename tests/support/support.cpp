@@ -1,4 +1,3 @@
-#include <atomic>
 #include "tests/support/support.hpp"
 
 #include "proxy/auth/auth.hpp"
@@ -11,14 +10,22 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -64,14 +71,146 @@ void run(boost::asio::io_context& ioc, boost::asio::awaitable<void> task, std::c
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// Leaked on purpose: the folder is removed by an atexit handler, which may run after the static
+// destructors of this file, and children may still be started or reaped until then.
+struct Scratch {
+  fs::path dir;
+  std::mutex mutex;
+  std::set<pid_t> children;  // started and not yet reaped: killed before the folder goes
+  bool removed = false;
+  // Held while removing: a test that ends while a signal's removal runs waits for it at exit.
+  std::mutex removing;
+};
+Scratch& scratch() {
+  static Scratch* s = new Scratch;
+  return *s;
+}
+
+void remove_scratch() noexcept {
+  Scratch& s = scratch();
+  std::lock_guard hold(s.removing);
+  std::set<pid_t> children;
+  {
+    std::lock_guard lock(s.mutex);
+    if (s.removed || s.dir.empty()) return;
+    s.removed = true;
+    children = s.children;
+  }
+  for (pid_t pid : children) ::kill(pid, SIGKILL);
+  // WNOWAIT: the Process that owns the child still reaps it, so its pid cannot be reused under it.
+  for (pid_t pid : children) {
+    siginfo_t info{};
+    while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+    }
+  }
+  // Until it is gone: on SIGINT or SIGTERM the test goes on meanwhile, and may be removing files
+  // there itself (remove_all stops at the first file that vanished under it).
+  std::error_code ec;
+  for (int pass = 0; pass < 100 && fs::exists(s.dir, ec); ++pass) {
+    fs::remove_all(s.dir, ec);
+    if (ec) std::this_thread::sleep_for(10ms);
+  }
+  fs::remove(s.dir.parent_path(), ec);  // only when empty: other test processes' folders stay
+}
+
+int signal_pipe[2] = {-1, -1};
+
+extern "C" void on_termination(int sig) {
+  const unsigned char c = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = ::write(signal_pipe[1], &c, 1);
+}
+
+// SIGINT (Ctrl-C) and SIGTERM still end the process with that signal, but remove the folder
+// first. The work happens on a thread of its own: a signal handler may not allocate or take locks.
+void remove_scratch_on_termination() {
+  if (::pipe2(signal_pipe, O_CLOEXEC) != 0) return;
+  std::thread([] {
+    unsigned char sig = 0;
+    while (::read(signal_pipe[0], &sig, 1) != 1) {
+    }
+    remove_scratch();
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }).detach();
+  for (int sig : {SIGINT, SIGTERM}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;  // e.g. ignored under nohup
+    struct sigaction sa {};
+    sa.sa_handler = on_termination;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+// Folders of test processes that are gone without removing theirs (a crash, ctest's SIGKILL on a
+// timeout); their children died with them (PR_SET_PDEATHSIG in Process).
+void remove_abandoned(const fs::path& parent) {
+  std::vector<fs::path> abandoned;
+  std::error_code ec;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const long pid = std::atol(it->path().filename().c_str());
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) abandoned.push_back(it->path());
+  }
+  for (const auto& d : abandoned) fs::remove_all(d, ec);
+}
+
+fs::path make_scratch() {
+  const fs::path parent = fs::temp_directory_path() / "pitstop-tests";
+  remove_abandoned(parent);
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", random());
+  const fs::path dir = parent / (std::to_string(::getpid()) + "-" + suffix);
+  for (int attempt = 0;; ++attempt) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (::mkdir(dir.c_str(), 0700) == 0) break;
+    // ENOENT: another test process removed the parent, empty at that moment, in between.
+    if (errno != ENOENT || attempt == 10) throw std::runtime_error("cannot create " + dir.string() + ": " + std::strerror(errno));
+  }
+  std::atexit([] { remove_scratch(); });
+  remove_scratch_on_termination();
+  return dir;
+}
+
+void add_child(pid_t pid) {
+  Scratch& s = scratch();
+  std::lock_guard lock(s.mutex);
+  s.children.insert(pid);
+}
+
+void forget_child(pid_t pid) {
+  Scratch& s = scratch();
+  std::lock_guard lock(s.mutex);
+  s.children.erase(pid);
+}
+
+}  // namespace
+
+const fs::path& scratch_dir() {
+  static const bool made = [] {
+    fs::path dir = make_scratch();
+    Scratch& s = scratch();
+    std::lock_guard lock(s.mutex);
+    s.dir = std::move(dir);
+    return true;
+  }();
+  (void)made;
+  return scratch().dir;
+}
+
+// ---------------------------------------------------------------------------------------------
+
 Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> extra_env, std::string log_path)
     : log_path_(std::move(log_path)) {
   if (log_path_.empty()) {
-    static int counter = 0;
-    log_path_ = (fs::temp_directory_path() / ("pitstop-test-" + std::to_string(::getpid()) + "-" +
-                                              std::to_string(counter++) + ".log"))
-                    .string();
+    static std::atomic<int> counter = 0;  // tests start processes from several threads
+    log_path_ = (scratch_dir() / ("process-" + std::to_string(counter++) + ".log")).string();
   }
+  // Whatever a child puts in its temporary directory goes with the test's folder.
+  extra_env.emplace("TMPDIR", scratch_dir().string());
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string entry(*e);
@@ -80,9 +219,14 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
     env.push_back(entry);
   }
   for (const auto& [k, v] : extra_env) env.push_back(k + "=" + v);
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    // A test process that crashes or is killed takes its servers with it, so that nothing keeps
+    // writing into a folder the next test process removes as abandoned.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
@@ -99,6 +243,7 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
     std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
     ::_exit(127);
   }
+  add_child(pid_);
 }
 
 Process::~Process() {
@@ -106,6 +251,7 @@ Process::~Process() {
     ::kill(pid_, SIGKILL);
     int st = 0;
     ::waitpid(pid_, &st, 0);
+    forget_child(pid_);
   }
 }
 
@@ -120,6 +266,7 @@ std::optional<int> Process::wait(std::chrono::milliseconds limit) {
     int st = 0;
     pid_t r = ::waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
+      forget_child(pid_);
       status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       return status_;
     }
@@ -160,10 +307,9 @@ void wait_for_port(std::uint16_t port, Process& p, const std::string& what) {
 }
 
 fs::path fresh_dir(const std::string& prefix) {
-  static int counter = 0;
-  auto d = fs::temp_directory_path() / (prefix + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  fs::remove_all(d);
-  fs::create_directories(d);
+  static std::atomic<int> counter = 0;
+  auto d = scratch_dir() / (prefix + std::to_string(counter++));
+  fs::create_directory(d);  // not create_directories: a removed scratch_dir() stays removed
   return d;
 }
 
@@ -171,7 +317,7 @@ fs::path fresh_dir(const std::string& prefix) {
 
 // ---------------------------------------------------------------------------------------------
 
-RedisServer::RedisServer(bool persistent) : port_(free_port()), dir_(fresh_dir("pitstop-redis-")), persistent_(persistent) { start(); }
+RedisServer::RedisServer(bool persistent) : port_(free_port()), dir_(fresh_dir("redis-")), persistent_(persistent) { start(); }
 
 RedisServer::~RedisServer() {
   proc_.reset();
@@ -330,7 +476,7 @@ namespace {
 // One initialised data directory per test binary, copied for each server.
 const fs::path& mariadb_template() {
   static const fs::path dir = [] {
-    auto d = fresh_dir("pitstop-mariadb-template-");
+    auto d = fresh_dir("mariadb-template-");
     // A private tmpdir: concurrent bootstraps in one /tmp collide on temporary table names.
     fs::create_directories(d / "tmp");
     std::vector<std::string> argv{"mariadb-install-db", "--no-defaults", "--datadir=" + (d / "data").string(),
@@ -348,7 +494,7 @@ const fs::path& mariadb_template() {
 
 }  // namespace
 
-MariaDbServer::MariaDbServer() : port_(free_port()), dir_(fresh_dir("pitstop-mariadb-")) {
+MariaDbServer::MariaDbServer() : port_(free_port()), dir_(fresh_dir("mariadb-")) {
   fs::copy(mariadb_template(), dir_ / "data", fs::copy_options::recursive);
   fs::create_directories(dir_ / "tmp");
   start();
@@ -372,7 +518,7 @@ config::MariaDb MariaDbServer::settings() const {
 
 std::string mariadb_sql(const config::MariaDb& server, const std::string& text) {
   static std::atomic<int> n = 0;  // tests call this from several threads
-  auto file = fs::temp_directory_path() / ("pitstop-sql-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".sql");
+  auto file = scratch_dir() / ("sql-" + std::to_string(n++) + ".sql");
   std::ofstream(file) << text;
   Process p({"mariadb", "--no-defaults", "-h", server.host, "-P", std::to_string(server.port), "-u", server.user,
              "--password=" + server.password, "-N", "-B", server.database, "-e", "source " + file.string()});
@@ -551,7 +697,7 @@ bool RawClient::closed_by_peer(std::chrono::milliseconds limit) {
 
 Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
   static int n = 0;
-  port_file_ = (fs::temp_directory_path() / ("pitstop-port-" + std::to_string(::getpid()) + "-" + std::to_string(n++))).string();
+  port_file_ = (scratch_dir() / ("pitstop-port-" + std::to_string(n++))).string();
   fs::remove(port_file_);
   env.emplace("PITSTOP_LISTEN", "127.0.0.1:0");
   env.emplace("PITSTOP_WORKERS", "2");

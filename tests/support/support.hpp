@@ -26,6 +26,12 @@ namespace pitstop::test {
 std::filesystem::path source_dir();
 std::filesystem::path binary_dir();
 
+// The one folder where this test process keeps its files (logs, configs, server data):
+// $TMPDIR/pitstop-tests/<pid>-<random> ($TMPDIR or /tmp), made on first use. It goes, children
+// killed first, when the process exits (failed tests included) or takes SIGINT or SIGTERM; the
+// folders of test processes that died without removing theirs are removed when the next is made.
+const std::filesystem::path& scratch_dir();
+
 // config/pitstop.json with the PITSTOP_* overrides of this environment (scripts/test exports the
 // ones that point at the services it started).
 config::Config service_config();
@@ -56,7 +62,9 @@ class ApiUser {
 void run(boost::asio::io_context& ioc, boost::asio::awaitable<void> task,
          std::chrono::milliseconds limit = std::chrono::seconds(60));
 
-// A child process with its own environment; stdout+stderr go to a log file.
+// A child process with its own environment (TMPDIR is scratch_dir()); stdout+stderr go to a log
+// file (in scratch_dir() unless given). It is killed when the thread that started it ends, so that
+// a test process that dies leaves no server behind: start long-lived ones from the test's thread.
 class Process {
  public:
   Process(std::vector<std::string> argv, std::map<std::string, std::string> extra_env = {},
