@@ -428,7 +428,7 @@ TEST_F(ReadPath, RepeatedCredentialsAreRefused) {
 // tells the client its budget.
 TEST_F(ReadPath, AnonymousRequestsLearnNothingButTheirBudget) {
   Pitstop p({{"PITSTOP_SITE", unique_site()}});
-  for (const std::string target : {std::string("/api/method/universal_workshop.api.get_customer_summary"),
+  for (const std::string& target : {std::string("/api/method/universal_workshop.api.get_customer_summary"),
                                    std::string("/api/resource/Customer?limit_page_length=abc"),
                                    std::string("/api/resource/Customer?filters=%7Bnot%20json"), std::string(kSummary)}) {
     auto r = get(p.port(), target, {});
@@ -455,7 +455,7 @@ TEST_F(ReadPath, AnonymousRequestsLearnNothingButTheirBudget) {
 // A CDN or a corporate proxy in front must never hand one user's answer to another.
 TEST_F(ReadPath, AnswersAreMarkedPrivateAndVaryOnCredentials) {
   Pitstop p({{"PITSTOP_SITE", unique_site()}});
-  for (const std::string target : {std::string("/api/resource/Customer/CUST-00003"), std::string(kSummary)}) {
+  for (const std::string& target : {std::string("/api/resource/Customer/CUST-00003"), std::string(kSummary)}) {
     for (int i = 0; i < 2; ++i) {  // the miss and the hit
       auto r = get(p.port(), target, {alice_.token_header()});
       ASSERT_EQ(r.status, 200);
