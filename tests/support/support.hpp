@@ -183,8 +183,8 @@ class RawClient {
 };
 
 // A pitstop binary running with config/pitstop.json and these PITSTOP_* overrides (on top of the
-// environment's); it listens on a free port of 127.0.0.1 with two workers, and with rate limits
-// too high to matter, unless told otherwise.
+// environment's); it listens on a free port of 127.0.0.1 with two workers, on a site of its own,
+// with rate limits and the failure budget too high to matter, unless told otherwise.
 class Pitstop {
  public:
   // Waits until /readyz answers 200 unless `wait_ready` is false (for tests of broken setups).
