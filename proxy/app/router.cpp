@@ -205,8 +205,7 @@ asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> Router:
 http::Response Router::too_many_failures(const auth::Failure& f) {
   auto r = from_failure(f.status, f.exc_type, f.message);
   r.set_header("Retry-After", std::to_string(f.decision.retry_after_s));
-  r.set_header("RateLimit-Policy", limits::policy_field(*f.policy));
-  r.set_header("RateLimit", limits::limit_field(*f.policy, f.decision));
+  Limited{f.policy, f.decision, std::nullopt}.stamp(r);
   return r;
 }
 

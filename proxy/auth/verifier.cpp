@@ -6,6 +6,7 @@
 #include <openssl/params.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <boost/throw_exception.hpp>
 #include <stdexcept>
@@ -150,10 +151,21 @@ result<RequestCredentials, Failure> parse_with_sid(std::string_view authorizatio
 }
 }  // namespace
 
+namespace {
+std::int64_t steady_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+// The two buckets a failure is counted in; "" for a part the request did not present.
+std::array<std::string, 2> failure_buckets(std::string_view client, std::string_view api_key) {
+  return {client.empty() ? std::string() : "authfail:ip:" + std::string(client),
+          api_key.empty() ? std::string() : "authfail:key:" + std::string(api_key)};
+}
+}  // namespace
+
 std::optional<Failure> FailureBudget::refuse(std::string_view client, std::string_view api_key) const {
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  for (const std::string& bucket : {"authfail:ip:" + std::string(client), "authfail:key:" + std::string(api_key)}) {
-    if (bucket.back() == ':') continue;
+  const std::int64_t now = steady_us();
+  for (const std::string& bucket : failure_buckets(client, api_key)) {
+    if (bucket.empty()) continue;
     const limits::Decision d = local_.peek(bucket, policy_, now);
     if (d.allowed) continue;
     Failure f{429, "TooManyRequestsError",
@@ -167,9 +179,9 @@ std::optional<Failure> FailureBudget::refuse(std::string_view client, std::strin
 }
 
 void FailureBudget::failed(std::string_view client, std::string_view api_key) {
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  if (!client.empty()) local_.decide("authfail:ip:" + std::string(client), policy_, now);
-  if (!api_key.empty()) local_.decide("authfail:key:" + std::string(api_key), policy_, now);
+  const std::int64_t now = steady_us();
+  for (const std::string& bucket : failure_buckets(client, api_key))
+    if (!bucket.empty()) local_.decide(bucket, policy_, now);
 }
 
 Verifier::Verifier(db::Pool& pool, Settings settings, FailureBudget* failures)
