@@ -39,8 +39,7 @@ std::string load_error(std::string text) {
   std::ofstream(path) << text;
   std::string message;
   try {
-    auto set = RuleSet::load(path.string(), cfg());
-    origin::load_queries(*set);
+    auto set = RuleSet::load(path.string(), cfg(), origin::make_origin);
   } catch (const config::ConfigError& e) {
     message = e.what();
   }
@@ -64,18 +63,18 @@ TEST(Rules, WorkshopRulesCoverTheHotEndpoints) {
     Values captures;
     auto* r = set->match(http::Method::get, std::string("/api/method/universal_workshop.api.") + name, captures);
     ASSERT_NE(r, nullptr) << name;
-    EXPECT_EQ(r->origin, rules::Origin::sql);
+    EXPECT_EQ(r->kind, rules::OriginKind::sql);
   }
   Values captures;
   auto* doc = set->match(http::Method::get, "/api/resource/Service Order/SO-2026-00001", captures);
   ASSERT_NE(doc, nullptr);
-  EXPECT_EQ(doc->origin, rules::Origin::resource_doc);
+  EXPECT_EQ(doc->kind, rules::OriginKind::resource_doc);
   EXPECT_EQ(doc->scope, rules::Scope::user);
   EXPECT_EQ(*captures.find("doctype"), "Service Order");
   EXPECT_EQ(*captures.find("name"), "SO-2026-00001");
   auto* list = set->match(http::Method::get, "/api/resource/Customer", captures);
   ASSERT_NE(list, nullptr);
-  EXPECT_EQ(list->origin, rules::Origin::resource_list);
+  EXPECT_EQ(list->kind, rules::OriginKind::resource_list);
   EXPECT_EQ(set->match(http::Method::get, "/api/method/universal_workshop.api.get_service_catalog", captures)->scope,
             rules::Scope::shared);
   EXPECT_EQ(set->match(http::Method::get, "/api/method/universal_workshop.api.get_service_catalog", captures)->category,
@@ -96,7 +95,7 @@ TEST(Rules, MatchingDecodesPathsAndToleratesTrailingSlash) {
   EXPECT_EQ(set->match(http::Method::get, "/api/resource/Nonexistent/x", c), nullptr);
   // Child tables are read through their parent, not on their own.
   EXPECT_EQ(set->match(http::Method::get, "/api/resource/Service Order Item", c), nullptr);
-  EXPECT_EQ(set->match(http::Method::get, "/api/resource/Customer/", c)->origin, rules::Origin::resource_list);
+  EXPECT_EQ(set->match(http::Method::get, "/api/resource/Customer/", c)->kind, rules::OriginKind::resource_list);
   EXPECT_EQ(set->match(http::Method::get, "/api/resource//x", c), nullptr);
   EXPECT_EQ(set->match(http::Method::get, "api/resource/Customer", c), nullptr);
 }

@@ -43,7 +43,7 @@ tcp::endpoint resolve_listen(const config::Config& cfg) {
 }  // namespace
 
 Shared::Shared(const config::Config& c)
-    : cfg(c), rules(rules::RuleSet::load(c.rules_file, c)), queries(origin::load_queries(*rules)), l1(c.cache.l1_bytes) {
+    : cfg(c), rules(rules::RuleSet::load(c.rules_file, c, origin::make_origin)), l1(c.cache.l1_bytes) {
   for (const auto& p : c.limiting.trusted_proxies) {
     std::string why;
     if (!trusted_proxies.add(p, why)) throw config::ConfigError(c.source + ": $.limiting.trusted_proxies: " + why);

@@ -26,6 +26,7 @@ http::Response answer(const cache::Answer& a, const http::Request& req) {
   http::Response r;
   r.status = e->status;
   r.content_type = e->content_type;
+  r.headers = e->headers;
   if (!e->etag.empty()) r.set_header("ETag", e->etag);
   r.set_header("Cache-Status", cache::cache_status(a));
   const auto inm = req.header("If-None-Match");
@@ -41,48 +42,32 @@ http::Response answer(const cache::Answer& a, const http::Request& req) {
 // request that started it.
 class RuleSource final : public cache::Source {
  public:
-  RuleSource(Worker& worker, const rules::Rule& rule, rules::Values captures, rules::Values params, origin::ListRequest list)
-      : worker_(worker), rule_(rule), captures_(std::move(captures)), params_(std::move(params)), list_(std::move(list)) {}
+  RuleSource(origin::Context& context, const rules::Rule& rule, origin::Ask ask) : context_(context), rule_(rule), ask_(std::move(ask)) {}
 
   asio::awaitable<cache::Fetched> fetch() override {
     cache::Fetched out;
-    auto body = co_await worker_.fetch_origin(rule_, captures_, params_, list_);
-    if (!body) {
-      auto r = http::error_response(body.error().status, body.error().exc_type, body.error().message);
+    auto got = co_await rule_.origin->fetch(rule_, ask_, context_);
+    if (!got) {
+      auto r = http::error_response(got.error());
       out.status = r.status;
       out.body = std::move(r.body);
-      out.transient = body.error().transient;
+      out.transient = got.error().transient;
       co_return out;
     }
-    out.tags = rules::render_tags(rule_.tags, captures_, params_, body->body);
-    out.body = std::move(body->body);
-    out.variant = body->variant;
+    out.status = got->status;
+    out.content_type = std::move(got->content_type);
+    out.headers = std::move(got->headers);
+    out.body = std::move(got->body);
+    out.tags = std::move(got->tags);
+    out.variant = got->variant;
     co_return out;
   }
 
  private:
-  Worker& worker_;
+  origin::Context& context_;
   const rules::Rule& rule_;
-  rules::Values captures_, params_;
-  origin::ListRequest list_;
+  origin::Ask ask_;
 };
-
-origin::ListRequest list_request(const rules::Values& query) {
-  origin::ListRequest l;
-  auto take = [&](const char* name, std::optional<std::string>& out) {
-    if (const std::string* v = query.find(name)) out = *v;
-  };
-  take("fields", l.fields);
-  take("filters", l.filters);
-  take("or_filters", l.or_filters);
-  take("order_by", l.order_by);
-  take("group_by", l.group_by);
-  take("limit_start", l.limit_start);
-  take("limit_page_length", l.limit_page_length);
-  take("limit", l.limit);
-  take("as_dict", l.as_dict);
-  return l;
-}
 
 std::string method_class(http::Method m) {
   switch (m) {
@@ -119,6 +104,7 @@ http::Response refused(unsigned status, std::string_view exc_type, std::string_v
   r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::refused}));
   return r;
 }
+http::Response refused(const http::Problem& p) { return refused(p.status, p.exc_type, p.message); }
 
 std::string client_address(Shared& shared, const http::Request& req) {
   return shared.trusted_proxies.client(req.peer().address(), req.header("X-Forwarded-For"));
@@ -140,9 +126,9 @@ std::optional<std::string> Router::permission_denied(const rules::Rule& rule, co
   const rules::Doctype* d = worker_.shared().rules->doctype(*dt);
   if (!d) return std::nullopt;
   const char* action = "read";
-  if (rule.origin == rules::Origin::resource_insert) action = "create";
-  else if (rule.origin == rules::Origin::resource_update) action = "write";
-  else if (rule.origin == rules::Origin::resource_delete) action = "delete";
+  if (rule.kind == rules::OriginKind::resource_insert) action = "create";
+  else if (rule.kind == rules::OriginKind::resource_update) action = "write";
+  else if (rule.kind == rules::OriginKind::resource_delete) action = "delete";
   const auto* allowed = d->allowed(action);
   if (allowed && !any_role(id, *allowed)) return "Insufficient Permission for " + d->name;
   return std::nullopt;
@@ -153,7 +139,7 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   if (raw_path == "/healthz" || raw_path == "/readyz") co_return co_await health(req);
 
   auto path = rules::decode_path(raw_path);
-  if (!path) co_return from_failure(path.error().status, path.error().exc_type, path.error().message);
+  if (!path) co_return http::error_response(path.error());
   Matched m;
   m.rule = worker_.shared().rules->match(req.method(), *path, m.captures);
 
@@ -241,7 +227,7 @@ asio::awaitable<Router::Limited> Router::limit(const http::Request& req, const r
 
 asio::awaitable<http::Response> Router::admitted(const http::Request& req, Matched& m, const std::string& path,
                                                  const boost::system::result<auth::IdentityPtr, auth::Failure>& identified) {
-  if (!identified) co_return refused(identified.error().status, identified.error().exc_type, identified.error().message);
+  if (!identified) co_return refused(identified.error());
   const auth::Identity& identity = **identified;
   if (!m.rule) {
     std::string message = "No route for ";
@@ -257,26 +243,20 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   }
   // Roles: the rule's, and for resources the doctype's permission for the action.
   if (auto denied = permission_denied(rule, m.captures, identity)) co_return refused(403, "PermissionError", *denied);
-  if (rules::is_write(rule.origin)) co_return co_await write(rule, m.captures, identity, req);
+  if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req);
 
   auto query = rules::parse_query(req.query());
-  if (!query) co_return refused(query.error().status, query.error().exc_type, query.error().message);
+  if (!query) co_return refused(query.error());
   auto params = rules::bind_params(rule, *query);
-  if (!params) co_return refused(params.error().status, params.error().exc_type, params.error().message);
-  origin::ListRequest list;
-  std::string canonical;
-  if (rule.origin == rules::Origin::resource_list) {
-    list = list_request(*query);
-    auto c = origin::canonical_list_request(list);
-    if (!c) co_return refused(417, "ValidationError", c.error().message);
-    canonical = std::move(*c);
-  }
+  if (!params) co_return refused(params.error());
+  auto extra = rule.origin->key_extra(*query);
+  if (!extra) co_return refused(extra.error());
   const auto& cfg = worker_.config();
   const auto& category = cfg.cache.categories.at(rule.category);
   cache::Read read;
-  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, canonical, identity.user);
+  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user);
   read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
-  read.source = std::make_shared<RuleSource>(worker_, rule, std::move(m.captures), std::move(*params), std::move(list));
+  read.source = std::make_shared<RuleSource>(worker_, rule, origin::Ask{std::move(m.captures), std::move(*params), std::move(*query), *identified});
   co_return co_await serve(std::move(read), req);
 }
 
@@ -311,10 +291,10 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
     }
   }
   auto catalog = co_await worker_.catalog();
-  if (!catalog) co_return respond(from_failure(catalog.error().status, catalog.error().exc_type, catalog.error().message));
-  auto written = co_await origin::write_doc(worker_.primary(), **catalog, *shared.rules, *doctype, rule.origin, name, body,
+  if (!catalog) co_return respond(http::error_response(catalog.error()));
+  auto written = co_await origin::write_doc(worker_.primary(), **catalog, *shared.rules, *doctype, rule.kind, name, body,
                                             identity.user, identity.roles, worker_.config().site);
-  if (!written) co_return respond(from_failure(written.error().status, written.error().exc_type, written.error().message));
+  if (!written) co_return respond(http::error_response(written.error()));
 
   // Committed. The answer waits behind the barrier: this instance, Redis and every live instance
   // have dropped the old answers (or run out of proof that they could still serve them). Then

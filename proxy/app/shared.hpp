@@ -1,5 +1,5 @@
 #pragma once
-// What the workers share: the rules and named queries (immutable after start-up), the L1 cache,
+// What the workers share: the rules and their origins (immutable after start-up), the L1 cache,
 // the single-flight table, the invalidation log and the trust state (all internally
 // synchronised). Nothing else crosses threads.
 #include <map>
@@ -24,7 +24,6 @@ struct Shared {
 
   const config::Config& cfg;
   std::shared_ptr<const rules::RuleSet> rules;
-  std::map<std::string, origin::NamedQuery> queries;
   cache::L1 l1;
   cache::Flights flights;
   cache::InvalidationLog invalidations;

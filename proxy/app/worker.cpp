@@ -93,7 +93,7 @@ Worker::Worker(Shared& shared, int index)
 
 void Worker::invalidate_locally(const std::vector<std::string>& tags) { local(shared_).drop(tags); }
 
-asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, origin::Failure>> Worker::catalog() {
+asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, http::Problem>> Worker::catalog() {
   if (!catalog_) {
     auto c = co_await origin::load_catalog(primary_, *shared_.rules);
     if (!c) co_return c.error();
@@ -102,31 +102,10 @@ asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, or
   co_return catalog_;
 }
 
-asio::awaitable<boost::system::result<origin::Answer, origin::Failure>> Worker::fetch_origin(const rules::Rule& rule,
-                                                                                         const rules::Values& captures,
-                                                                                         const rules::Values& params,
-                                                                                         const origin::ListRequest& list) {
-  if (rule.origin == rules::Origin::sql) {
-    auto it = shared_.queries.find(rule.query);
-    if (it == shared_.queries.end()) co_return origin::Failure{500, "DataError", "No query " + rule.query, false};
-    co_return co_await origin::run_named_query(primary_, it->second, params);
-  }
-  // Resource reads check columns against the table: read them once, retry until that works.
-  auto loaded = co_await catalog();
-  if (!loaded) co_return loaded.error();
-  const std::string* dt = captures.find("doctype");
-  const rules::Doctype* doctype = dt ? shared_.rules->doctype(*dt) : nullptr;
-  if (!doctype) co_return origin::Failure{404, "DoesNotExistError", "DocType not found", false};
-  if (rule.origin == rules::Origin::resource_doc) {
-    const std::string* found = captures.find("name");
-    const std::string name = found ? *found : std::string();
-    co_return co_await origin::read_doc(primary_, *catalog_, *shared_.rules, *doctype, name);
-  }
+origin::ListLimits Worker::list_limits() const {
   origin::ListLimits limits;
   limits.max_rows = shared_.cfg.limits.max_list_rows;
-  auto body = co_await origin::read_list(primary_, *catalog_, *doctype, list, limits);
-  if (!body) co_return body.error();
-  co_return origin::Answer{std::move(*body), false};
+  return limits;
 }
 
 Worker::~Worker() { join(); }

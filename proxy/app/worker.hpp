@@ -60,17 +60,19 @@ class Router : public http::Handler {
   std::chrono::steady_clock::time_point last_fence_note_{};
 };
 
-class Worker {
+// What the rules' origins use on this worker (its MariaDB pool, the table catalog) comes
+// through origin::Context.
+class Worker final : public origin::Context {
  public:
   Worker(Shared& shared, int index);
-  ~Worker();
+  ~Worker() override;
 
   boost::asio::io_context& ioc() { return ioc_; }
   const config::Config& config() const { return shared_.cfg; }
   Shared& shared() { return shared_; }
   redis::Client& redis_cache() { return cache_; }
   redis::Client& redis_queue() { return queue_; }
-  db::Pool& primary() { return primary_; }
+  db::Pool& primary() override { return primary_; }
   auth::Verifier& verifier() { return verifier_; }
   cache::Store& store() { return store_; }
   cache::ReadThrough& read_through() { return read_through_; }
@@ -82,15 +84,12 @@ class Worker {
   bool draining() const { return draining_; }
 
   // The table metadata of the configured doctypes (read once, retried until it works).
-  boost::asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, origin::Failure>> catalog();
+  boost::asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, http::Problem>> catalog() override;
+  const rules::RuleSet& rules() const override { return *shared_.rules; }
+  origin::ListLimits list_limits() const override;
 
   // After a write or a delivered event: drop this instance's L1 entries of the tags, now.
   void invalidate_locally(const std::vector<std::string>& tags);
-
-  // The origin's answer body for a rule (the sql origin: named query or resource read).
-  boost::asio::awaitable<boost::system::result<origin::Answer, origin::Failure>> fetch_origin(
-      const rules::Rule& rule, const rules::Values& captures, const rules::Values& params,
-      const origin::ListRequest& list);
 
   // Runs the event loop on a new thread.
   void start();

@@ -20,6 +20,7 @@
 
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
+#include "proxy/http/problem.hpp"
 #include "proxy/limits/limits.hpp"
 
 struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX
@@ -37,16 +38,15 @@ struct Identity {
   bool has_role(std::string_view role) const;
 };
 
-// A refusal, answered in Frappe's error shape.
-struct Failure {
-  unsigned status = 401;
-  std::string exc_type = "AuthenticationError";
-  std::string message;
-  // A 429 for too many failed verifications: the budget that refused it, and its verdict.
+// A refusal: the problem, and for a 429 for too many failed verifications the budget that
+// refused it and its verdict (the answer carries its RateLimit fields).
+struct Failure : http::Problem {
+  Failure() : http::Problem{401, "AuthenticationError", {}} {}
+  Failure(http::Problem p) : http::Problem(std::move(p)) {}  // NOLINT: a problem is a failure
+  Failure(unsigned status, std::string exc_type, std::string message) : http::Problem{status, std::move(exc_type), std::move(message)} {}
   std::optional<limits::Policy> policy;
   limits::Decision decision;
 };
-[[noreturn]] void throw_exception_from_error(const Failure& f, const boost::source_location& loc);
 
 // What the request carries, before any database lookup. Malformed headers are a 400 Failure.
 struct Credential {

@@ -24,10 +24,6 @@ namespace pitstop::auth {
 namespace asio = boost::asio;
 using boost::system::result;
 
-void throw_exception_from_error(const Failure& f, const boost::source_location& loc) {
-  boost::throw_exception(std::runtime_error(f.message), loc);
-}
-
 bool Identity::has_role(std::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
 }

@@ -32,7 +32,7 @@ std::size_t heap(const std::string& s) { return s.capacity() <= 15 ? 0 : (s.capa
 std::size_t Entry::bytes() const {
   // The entry with its shared_ptr control block, and L1's list node, key index and id index.
   std::size_t n = sizeof(Entry) + 32 + 200;
-  n += heap(key) + heap(content_type) + heap(etag) + heap(body);
+  n += heap(key) + heap(content_type) + heap(headers) + heap(etag) + heap(body);
   n += tags.capacity() * sizeof(std::string) + tag_hashes.capacity() * sizeof(std::uint64_t);
   for (const auto& t : tags) n += heap(t);
   // Each tag's node in L1's tag index (hash, id, chain: a 32-byte chunk) and bucket, with slack.
@@ -110,7 +110,8 @@ bool etag_matches(std::string_view header, std::string_view etag) {
 namespace {
 
 // PSE2: tags travel as their hashes, all that a reader needs (PSE1 values read as misses).
-constexpr char kMagic[4] = {'P', 'S', 'E', '2'};
+// PSE3: entries carry header lines. An entry of another version reads as a miss.
+constexpr char kMagic[4] = {'P', 'S', 'E', '3'};
 constexpr std::size_t kMaxTags = 100000;
 
 void put_u32(std::string& out, std::uint32_t v) {
@@ -163,6 +164,7 @@ std::string encode(const Entry& e) {
   put_i64(out, e.sie_ms);
   put_str(out, e.key);
   put_str(out, e.content_type);
+  put_str(out, e.headers);
   put_str(out, e.etag);
   put_str(out, e.body);
   const std::size_t ntags = tag_count(e);
@@ -183,6 +185,7 @@ boost::system::result<Entry> decode(std::string_view bytes) {
   e.sie_ms = static_cast<std::int64_t>(r.uint(8));
   e.key = r.str();
   e.content_type = r.str();
+  e.headers = r.str();
   e.etag = r.str();
   e.body = r.str();
   auto ntags = r.uint(4);

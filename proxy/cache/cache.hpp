@@ -30,6 +30,8 @@ struct Entry {
   std::string key;
   unsigned status = 200;
   std::string content_type = "application/json";
+  // Header lines the origin's answer carries besides the type, formatted ("Name: value\r\n").
+  std::string headers;
   std::string etag;  // quoted strong validator of the body
   std::string body;
   // The tags as rendered, needed to store the entry in Redis's tag sets; dropped before L1 keeps

@@ -220,6 +220,7 @@ asio::awaitable<OutcomePtr> ReadThrough::fetch(const Read& read, std::int64_t re
   auto e = std::make_shared<Entry>();
   e->status = got.status;
   e->content_type = std::move(got.content_type);
+  e->headers = std::move(got.headers);
   if (got.status != 200) {
     e->body = std::move(got.body);
     out->entry = std::move(e);

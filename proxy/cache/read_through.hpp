@@ -53,6 +53,7 @@ std::string cache_status(const Answer& a);
 struct Fetched {
   unsigned status = 200;
   std::string content_type = "application/json";
+  std::string headers;  // lines kept with the body ("Name: value\r\n")
   std::string body;
   std::vector<std::string> tags;
   bool transient = false;  // a failure a stale answer may cover (timeout, database unreachable)

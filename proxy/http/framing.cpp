@@ -95,16 +95,16 @@ bool valid_authority(std::string_view a) {
   return true;
 }
 
-Refusal bad(std::string message) { return Refusal{400, "BadRequest", std::move(message)}; }
+Problem bad(std::string message) { return Problem{400, "BadRequest", std::move(message)}; }
 
 // Absolute-form ("http://host/path?q") becomes the origin-form it carries, and its authority
 // replaces Host (§3.2.2). Asterisk-form is for OPTIONS only; authority-form (CONNECT) is a
 // tunnel, which a reverse proxy does not open.
-std::optional<Refusal> normalise_target(BeastRequest& m) {
+std::optional<Problem> normalise_target(BeastRequest& m) {
   std::string_view t = sv(m.target());
   if (!t.empty() && t.front() == '/') return std::nullopt;
   if (t == "*" && m.method() == bhttp::verb::options) return std::nullopt;
-  if (m.method() == bhttp::verb::connect) return Refusal{405, "MethodNotAllowed", "CONNECT is not served: pitstop is not a forward proxy"};
+  if (m.method() == bhttp::verb::connect) return Problem{405, "MethodNotAllowed", "CONNECT is not served: pitstop is not a forward proxy"};
   std::size_t skip = 0;
   if (t.size() > 7 && iequals(t.substr(0, 7), "http://")) skip = 7;
   else if (t.size() > 8 && iequals(t.substr(0, 8), "https://")) skip = 8;
@@ -126,27 +126,27 @@ std::optional<Refusal> normalise_target(BeastRequest& m) {
   return std::nullopt;
 }
 
-std::optional<Refusal> check_host(const BeastRequest& m) {
+std::optional<Problem> check_host(const BeastRequest& m) {
   std::size_t n = 0;
   std::string_view value;
   for (auto it = m.find(bhttp::field::host); it != m.end() && it->name() == bhttp::field::host; ++it) {
     ++n;
     value = sv(it->value());
   }
-  if (n == 0) return m.version() >= 11 ? std::optional<Refusal>(bad("An HTTP/1.1 request must carry a Host header")) : std::nullopt;
+  if (n == 0) return m.version() >= 11 ? std::optional<Problem>(bad("An HTTP/1.1 request must carry a Host header")) : std::nullopt;
   if (n > 1) return bad("The request carries more than one Host header");
   if (!valid_authority(value)) return bad("The Host header is not a valid host[:port]");
   return std::nullopt;
 }
 
-std::optional<Refusal> check_transfer_encoding(const BeastRequest& m) {
+std::optional<Problem> check_transfer_encoding(const BeastRequest& m) {
   const Codings c = transfer_codings(m);
   if (c.lines == 0) return std::nullopt;
   if (m.version() < 11) return bad("Transfer-Encoding is not allowed in an HTTP/1.0 request");
   if (c.malformed || c.count == 0) return bad("The Transfer-Encoding header is malformed");
   if (!c.last_chunked) return bad("The final transfer coding of a request must be chunked");
   if (c.chunked > 1) return bad("chunked is applied more than once");
-  if (c.count > 1) return Refusal{501, "NotImplemented", "Only the chunked transfer coding is understood"};
+  if (c.count > 1) return Problem{501, "NotImplemented", "Only the chunked transfer coding is understood"};
   if (m.find(bhttp::field::content_length) != m.end()) return bad("A request may not carry both Transfer-Encoding and Content-Length");
   return std::nullopt;
 }
@@ -161,7 +161,7 @@ bool has_obs_fold(std::string_view head) {
   return false;
 }
 
-std::optional<Refusal> check_head(BeastRequest& m) {
+std::optional<Problem> check_head(BeastRequest& m) {
   if (auto r = normalise_target(m)) return r;
   if (auto r = check_host(m)) return r;
   return check_transfer_encoding(m);

@@ -8,21 +8,17 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "proxy/http/problem.hpp"
+
 namespace pitstop::http {
 
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
-
-struct Refusal {
-  unsigned status = 400;
-  const char* exc_type = "BadRequest";
-  std::string message;
-};
 
 // True when a field line of the raw head (request line and fields) is an obs-fold continuation.
 bool has_obs_fold(std::string_view head);
 
 // Target form, Host and Transfer-Encoding. An absolute-form target is rewritten in place to the
 // origin-form it carries, its authority becoming the Host.
-std::optional<Refusal> check_head(BeastRequest& m);
+std::optional<Problem> check_head(BeastRequest& m);
 
 }  // namespace pitstop::http

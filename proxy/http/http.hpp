@@ -16,6 +16,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "proxy/http/problem.hpp"
+
 namespace pitstop::http {
 
 enum class Method { get, head, post, put, patch, delete_, options, other };
@@ -68,6 +70,7 @@ struct Response {
 
 // Frappe's error shape: {"exc_type": …, "exception": …, "_server_messages": "[…]"}.
 Response error_response(unsigned status, std::string_view exc_type, std::string_view message);
+inline Response error_response(const Problem& p) { return error_response(p.status, p.exc_type, p.message); }
 // A JSON body as is.
 Response json_response(unsigned status, std::string body);
 

@@ -1,5 +1,8 @@
 #include <ctime>
+#include <stdexcept>
 #include <string_view>
+
+#include <boost/throw_exception.hpp>
 
 #include "proxy/http/internal.hpp"
 #include "proxy/json/writer.hpp"
@@ -112,6 +115,10 @@ void Response::set_header(std::string_view name, std::string_view value) {
   headers.append(": ");
   append_clean(headers, value);
   headers.append("\r\n");
+}
+
+void throw_exception_from_error(const Problem& p, const boost::source_location& loc) {
+  boost::throw_exception(std::runtime_error(p.message), loc);
 }
 
 Response error_response(unsigned status, std::string_view exc_type, std::string_view message) {

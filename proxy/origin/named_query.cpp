@@ -7,16 +7,12 @@
 #include <stdexcept>
 
 #include "proxy/config/config.hpp"
-#include "proxy/origin/origin.hpp"
+#include "proxy/origin/kinds.hpp"
 
 namespace pitstop::origin {
 
 namespace asio = boost::asio;
 using boost::system::result;
-
-void throw_exception_from_error(const Failure& f, const boost::source_location& loc) {
-  boost::throw_exception(std::runtime_error(f.message), loc);
-}
 
 std::vector<std::string> NamedQuery::params() const {
   std::set<std::string> all;
@@ -190,31 +186,45 @@ void check_tag_params(const rules::Rule& r, const NamedQuery& q, const std::stri
 }
 }  // namespace
 
-std::map<std::string, NamedQuery> load_queries(const rules::RuleSet& rules) {
-  std::map<std::string, NamedQuery> out;
-  for (const auto& r : rules.rules()) {
-    if (r.origin != rules::Origin::sql) continue;
-    auto file = (std::filesystem::path(rules.queries_dir()) / (r.query + ".sql")).string();
-    if (!out.count(r.query)) {
-      std::ifstream in(file);
-      if (!in) throw config::ConfigError(file + ": cannot be read ($.rules[" + std::to_string(r.index) + "] (" + r.name + ") names it)");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      out.emplace(r.query, parse_named_query(r.query, file, ss.str()));
-    }
-    for (const auto& p : out.at(r.query).params()) {
-      auto it = std::find_if(r.params.begin(), r.params.end(), [&](const rules::Param& x) { return x.name == p; });
-      if (it == r.params.end() || !it->required)
-        throw config::ConfigError(file + ": uses :" + p + ", which is not a required parameter of $.rules[" +
-                                  std::to_string(r.index) + "] (" + r.name + "); add it to the rule's params with \"required\": true");
-    }
-    check_tag_params(r, out.at(r.query), rules.source());
+NamedQuery load_query(const rules::Rule& r, const rules::RuleSet& rules) {
+  auto file = (std::filesystem::path(rules.queries_dir()) / (r.query + ".sql")).string();
+  std::ifstream in(file);
+  if (!in) throw config::ConfigError(file + ": cannot be read ($.rules[" + std::to_string(r.index) + "] (" + r.name + ") names it)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  NamedQuery q = parse_named_query(r.query, file, ss.str());
+  for (const auto& p : q.params()) {
+    auto it = std::find_if(r.params.begin(), r.params.end(), [&](const rules::Param& x) { return x.name == p; });
+    if (it == r.params.end() || !it->required)
+      throw config::ConfigError(file + ": uses :" + p + ", which is not a required parameter of $.rules[" + std::to_string(r.index) + "] (" +
+                                r.name + "); add it to the rule's params with \"required\": true");
   }
-  return out;
+  check_tag_params(r, q, rules.source());
+  return q;
 }
 
-Failure failure_from(const db::Error& e) {
-  Failure f;
+namespace {
+// A rule's named query, read once at start-up.
+class NamedQueryOrigin final : public Origin {
+ public:
+  explicit NamedQueryOrigin(NamedQuery q) : query_(std::move(q)) {}
+
+ protected:
+  asio::awaitable<result<Answer, http::Problem>> answer(const rules::Rule&, const Ask& ask, Context& ctx) const override {
+    co_return co_await run_named_query(ctx.primary(), query_, ask.params);
+  }
+
+ private:
+  NamedQuery query_;
+};
+}  // namespace
+
+std::shared_ptr<const Origin> named_query_origin(const rules::Rule& rule, const rules::RuleSet& rules) {
+  return std::make_shared<NamedQueryOrigin>(load_query(rule, rules));
+}
+
+http::Problem failure_from(const db::Error& e) {
+  http::Problem f;
   f.message = e.message.empty() ? e.code.message() : e.message;
   if (e.code == db::errc::timeout) {
     f.status = 504;
@@ -271,7 +281,7 @@ void write_row(json::Writer& w, const db::ResultSet& r, std::size_t row) {
 
 }  // namespace
 
-asio::awaitable<result<std::vector<db::ResultSet>, Failure>> run_statements(db::Pool& pool, const std::vector<Sql>& sql) {
+asio::awaitable<result<std::vector<db::ResultSet>, http::Problem>> run_statements(db::Pool& pool, const std::vector<Sql>& sql) {
   std::vector<db::ResultSet> results;
   for (int attempt = 0; attempt < 2; ++attempt) {
     results.clear();
@@ -301,10 +311,10 @@ asio::awaitable<result<std::vector<db::ResultSet>, Failure>> run_statements(db::
     if (attempt == 0 && error->code == db::errc::connection_lost && results.empty()) continue;
     co_return failure_from(*error);
   }
-  co_return Failure{503, "ServiceUnavailable", "The database is unavailable", true};
+  co_return http::Problem{503, "ServiceUnavailable", "The database is unavailable", true};
 }
 
-asio::awaitable<result<Answer, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q, const rules::Values& params) {
+asio::awaitable<result<Answer, http::Problem>> run_named_query(db::Pool& pool, const NamedQuery& q, const rules::Values& params) {
   std::vector<Sql> sql;
   for (const auto& s : q.statements) {
     Sql one{s.sql, {}};
@@ -350,7 +360,7 @@ asio::awaitable<result<Answer, Failure>> run_named_query(db::Pool& pool, const N
         case Statement::Mode::one:
           if (r.rows.empty() && !s.required_doctype.empty()) {
             const std::string* v = params.find(s.required_param);
-            co_return Failure{404, "DoesNotExistError", s.required_doctype + " " + (v ? *v : std::string()) + " not found", false};
+            co_return http::Problem{404, "DoesNotExistError", s.required_doctype + " " + (v ? *v : std::string()) + " not found", false};
           }
           w.key(s.name);
           if (r.rows.empty()) w.null();

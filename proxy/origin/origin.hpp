@@ -1,7 +1,9 @@
 #pragma once
-// The sql origin: the MariaDB-backed handler inside pitstop. Named queries (sql/queries/*.sql)
-// answer the method endpoints as Frappe wraps a method ({"message": …}); generic resource reads
-// answer /api/resource as Frappe does ({"data": …}). Values are typed as Frappe types them.
+// Where a rule's reads are answered from. `Origin` is the one interface the read path talks to;
+// each rule holds one, built from its `origin` key by make_origin. The sql origin is the
+// MariaDB-backed handler inside pitstop: named queries (sql/queries/*.sql) answer the method
+// endpoints as Frappe wraps a method ({"message": …}); generic resource reads answer
+// /api/resource as Frappe does ({"data": …}). Values are typed as Frappe types them.
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,27 +18,68 @@
 #include "proxy/origin/list_query.hpp"
 #include "proxy/rules/rules.hpp"
 
+namespace pitstop::auth {
+struct Identity;
+}
+
 namespace pitstop::origin {
 
-// An answer the origin could not give, in Frappe's error shape. `transient` failures (the
-// database timed out or is unreachable) may be covered by a stale answer (stale-if-error).
-struct Failure {
-  unsigned status = 500;
-  std::string exc_type;
-  std::string message;
-  bool transient = false;
-};
-[[noreturn]] void throw_exception_from_error(const Failure& f, const boost::source_location& loc);
-
-// An origin's answer.
+// An origin's answer: what the client gets and the cache may keep.
 struct Answer {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  // Header lines worth keeping with the body, formatted ("Name: value\r\n").
+  std::string headers;
   std::string body;
+  // What the answer depends on (the rule's tags, rendered over the request and the body).
+  std::vector<std::string> tags;
   // The request named a row otherwise than it is stored (`cust-00177`, `CUST-00177 `, full-width
   // letters: utf8mb4_unicode_ci finds CUST-00177 for each). Served, never cached: a row then
   // occupies one entry however many ways its name is spelled, and the one entry is tagged with
   // the stored name that every write of the row invalidates.
   bool variant = false;
 };
+
+// What an origin is asked: one request, as its rule bound it. Owned, since a refresh
+// (stale-while-revalidate) outlives the request that started it.
+struct Ask {
+  rules::Values captures;  // from the path, in path order
+  rules::Values params;    // the rule's parameters, bound and normalised
+  rules::Values query;     // every query parameter, decoded (a list reads fields, filters, …)
+  std::shared_ptr<const auth::Identity> identity;
+};
+
+struct Catalog;
+
+// What an origin uses on the worker thread that asks it.
+class Context {
+ public:
+  virtual ~Context() = default;
+  virtual db::Pool& primary() = 0;
+  // The table metadata of the configured doctypes (read once, retried until it works).
+  virtual boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, http::Problem>> catalog() = 0;
+  virtual const rules::RuleSet& rules() const = 0;
+  virtual ListLimits list_limits() const = 0;
+};
+
+class Origin {
+ public:
+  virtual ~Origin() = default;
+  // Before the cache is asked: what the cache key needs beyond the rule's parameters (a list's
+  // canonical request), or the refusal of a request the origin could never answer.
+  virtual boost::system::result<std::string, http::Problem> key_extra(const rules::Values& query) const;
+  // The answer, with the rule's tags rendered over a 200's body; or the problem, in Frappe's
+  // error shape (`transient` when what failed is behind pitstop).
+  boost::asio::awaitable<boost::system::result<Answer, http::Problem>> fetch(const rules::Rule& rule, const Ask& ask, Context& ctx) const;
+
+ protected:
+  virtual boost::asio::awaitable<boost::system::result<Answer, http::Problem>> answer(const rules::Rule& rule, const Ask& ask,
+                                                                                     Context& ctx) const = 0;
+};
+
+// The origin a read rule names (rules::RuleSet::load's factory). Reads what it needs once (a
+// named query's file); throws config::ConfigError naming the file, the rule and the fix.
+std::shared_ptr<const Origin> make_origin(const rules::Rule& rule, const rules::RuleSet& rules);
 
 // A named query file: statements, each introduced by a directive line
 //   -- @result <name> one|many|map [required <DocType>:<param>]
@@ -63,12 +106,13 @@ struct NamedQuery {
 
 // Parses a query file (throws config::ConfigError naming the file and line).
 NamedQuery parse_named_query(const std::string& name, const std::string& file, const std::string& text);
-// Loads the query of every sql rule and checks that each :param is a required parameter of it.
-std::map<std::string, NamedQuery> load_queries(const rules::RuleSet& rules);
+// Loads an sql rule's query and checks that each :param is a required parameter of the rule
+// and that its tags name rows as stored.
+NamedQuery load_query(const rules::Rule& rule, const rules::RuleSet& rules);
 
 // A parameter that a `required <DocType>:<param>` result names a row by is checked against the
 // row's stored name (Answer::variant).
-boost::asio::awaitable<boost::system::result<Answer, Failure>> run_named_query(db::Pool& pool, const NamedQuery& q,
+boost::asio::awaitable<boost::system::result<Answer, http::Problem>> run_named_query(db::Pool& pool, const NamedQuery& q,
                                                                                     const rules::Values& params);
 
 // The real columns of the configured doctypes (information_schema), read once per worker.
@@ -76,14 +120,14 @@ struct Catalog {
   std::map<std::string, TableMeta, std::less<>> tables;  // by doctype
   const TableMeta* table(std::string_view doctype) const;
 };
-boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, Failure>> load_catalog(db::Pool& pool,
+boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, http::Problem>> load_catalog(db::Pool& pool,
                                                                                                     const rules::RuleSet& rules);
 
-boost::asio::awaitable<boost::system::result<Answer, Failure>> read_doc(db::Pool& pool, const Catalog& catalog,
+boost::asio::awaitable<boost::system::result<Answer, http::Problem>> read_doc(db::Pool& pool, const Catalog& catalog,
                                                                              const rules::RuleSet& rules,
                                                                              const rules::Doctype& doctype,
                                                                              const std::string& name);
-boost::asio::awaitable<boost::system::result<std::string, Failure>> read_list(db::Pool& pool, const Catalog& catalog,
+boost::asio::awaitable<boost::system::result<std::string, http::Problem>> read_list(db::Pool& pool, const Catalog& catalog,
                                                                               const rules::Doctype& doctype,
                                                                               const ListRequest& request,
                                                                               const ListLimits& limits);
@@ -103,10 +147,10 @@ struct Sql {
   std::string text;
   std::vector<std::string> values;  // bound as text; nullopt-free
 };
-boost::asio::awaitable<boost::system::result<std::vector<db::ResultSet>, Failure>> run_statements(db::Pool& pool,
+boost::asio::awaitable<boost::system::result<std::vector<db::ResultSet>, http::Problem>> run_statements(db::Pool& pool,
                                                                                                   const std::vector<Sql>& sql);
 
 // Maps a database error to the answer a client gets.
-Failure failure_from(const db::Error& e);
+http::Problem failure_from(const db::Error& e);
 
 }  // namespace pitstop::origin

@@ -22,8 +22,8 @@ using boost::system::result;
 
 namespace {
 
-Failure invalid(std::string message, const char* exc_type = "ValidationError") {
-  return Failure{417, exc_type, std::move(message), false};
+http::Problem invalid(std::string message, const char* exc_type = "ValidationError") {
+  return http::Problem{417, exc_type, std::move(message), false};
 }
 
 std::string ident(std::string_view name) {
@@ -89,7 +89,7 @@ bool is_integer_type(std::string_view t) {
 bool is_decimal_type(std::string_view t) { return t == "decimal" || t == "float" || t == "double"; }
 
 // A JSON value as the text MariaDB stores for `column`; nullopt for NULL.
-result<std::optional<std::string>, Failure> convert(const ColumnMeta& column, simdjson::dom::element v, std::string_view doctype) {
+result<std::optional<std::string>, http::Problem> convert(const ColumnMeta& column, simdjson::dom::element v, std::string_view doctype) {
   using T = simdjson::dom::element_type;
   const std::string label = "Field " + column.name + " of " + std::string(doctype);
   if (v.type() == T::NULL_VALUE) {
@@ -194,7 +194,7 @@ struct Parsed {
   std::vector<std::pair<std::string, std::string>> constants;
 };
 
-result<Row, Failure> parse_row(simdjson::dom::object obj, const TableMeta& table, std::string_view doctype, bool child) {
+result<Row, http::Problem> parse_row(simdjson::dom::object obj, const TableMeta& table, std::string_view doctype, bool child) {
   Row row;
   for (auto field : obj) {
     std::string key(field.key);
@@ -209,7 +209,7 @@ result<Row, Failure> parse_row(simdjson::dom::object obj, const TableMeta& table
   return row;
 }
 
-result<Parsed, Failure> parse_body(std::string_view body, const Catalog& catalog, const rules::RuleSet& rules, const rules::Doctype& d,
+result<Parsed, http::Problem> parse_body(std::string_view body, const Catalog& catalog, const rules::RuleSet& rules, const rules::Doctype& d,
                                    const TableMeta& table) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -285,7 +285,7 @@ result<Parsed, Failure> parse_body(std::string_view body, const Catalog& catalog
 
 bool empty_value(const std::optional<std::string>* v) { return !v || !*v || (*v)->empty(); }
 
-std::optional<Failure> check_mandatory(const rules::Doctype& d, const Row& row, bool partial) {
+std::optional<http::Problem> check_mandatory(const rules::Doctype& d, const Row& row, bool partial) {
   std::vector<std::string> missing;
   for (const auto& f : d.mandatory) {
     const auto* v = row.find(f);
@@ -294,7 +294,7 @@ std::optional<Failure> check_mandatory(const rules::Doctype& d, const Row& row, 
   if (missing.empty()) return std::nullopt;
   std::string list;
   for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-  return Failure{417, "MandatoryError", "[" + d.name + "]: " + list, false};
+  return http::Problem{417, "MandatoryError", "[" + d.name + "]: " + list, false};
 }
 
 // Expands a naming series ("SO-.YYYY.-.#####") into its counter key and digit count.
@@ -361,7 +361,7 @@ struct Tx {
 // ("to be sure that the case of the name is correct"), so tags made from the column match the
 // row's own.
 asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rules::Doctype& dt, Row& row,
-                                  std::optional<Failure>& refusal) {
+                                  std::optional<http::Problem>& refusal) {
   for (const auto& [field, target] : dt.links) {
     const auto* v = row.find(field);
     if (!v || !*v || (*v)->empty() || refusal || tx.error) continue;
@@ -369,7 +369,7 @@ asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rul
     if (!td) continue;
     const std::string value = **v;
     auto r = co_await tx.exec("SELECT `name` FROM " + ident(td->table) + " WHERE `name` = ?", value);
-    if (r && r->rows.empty()) refusal = Failure{417, "LinkValidationError", "Could not find " + target + ": " + value, false};
+    if (r && r->rows.empty()) refusal = http::Problem{417, "LinkValidationError", "Could not find " + target + ": " + value, false};
     else if (r && r->rows[0][0] && *r->rows[0][0] != value) row.set(field, *r->rows[0][0]);
   }
 }
@@ -398,9 +398,9 @@ rules::Values to_values(const db::ResultSet& r, std::size_t row) {
   return v;
 }
 
-Failure from_db(const db::Error& e, const rules::Doctype& d, const std::string& name) {
+http::Problem from_db(const db::Error& e, const rules::Doctype& d, const std::string& name) {
   if (e.code == db::errc::server && e.server_code == 1062)
-    return Failure{409, "DuplicateEntryError", d.name + " " + name + " already exists", false};
+    return http::Problem{409, "DuplicateEntryError", d.name + " " + name + " already exists", false};
   if (e.code == db::errc::server && e.server_code == 1406) return invalid("A value is too long: " + e.message);
   if (e.code == db::errc::server && (e.server_code == 1366 || e.server_code == 1292 || e.server_code == 1264))
     return invalid("A value does not fit its field: " + e.message);
@@ -409,14 +409,14 @@ Failure from_db(const db::Error& e, const rules::Doctype& d, const std::string& 
 
 // A client's name for a new document, as Frappe's validate_name takes it: trimmed, not empty,
 // no '<' or '>', not the doctype's own name, at most 140 characters.
-result<std::string, Failure> prompt_name(const rules::Doctype& d, std::optional<std::string> given) {
+result<std::string, http::Problem> prompt_name(const rules::Doctype& d, std::optional<std::string> given) {
   std::string_view n = given ? std::string_view(*given) : std::string_view{};
   while (!n.empty() && std::isspace(static_cast<unsigned char>(n.front()))) n.remove_prefix(1);
   while (!n.empty() && std::isspace(static_cast<unsigned char>(n.back()))) n.remove_suffix(1);
   if (n.empty()) return invalid("Please set the document name: " + d.name + " is named by the client (name)");
   if (n.find_first_of("<>") != std::string_view::npos)
-    return Failure{417, "NameError", "Name cannot contain special characters like '<', '>'", false};
-  if (n == d.name || n.starts_with("New " + d.name)) return Failure{417, "NameError", "Name of " + d.name + " cannot be " + std::string(n), false};
+    return http::Problem{417, "NameError", "Name cannot contain special characters like '<', '>'", false};
+  if (n == d.name || n.starts_with("New " + d.name)) return http::Problem{417, "NameError", "Name of " + d.name + " cannot be " + std::string(n), false};
   return std::string(n);
 }
 
@@ -425,7 +425,7 @@ result<std::string, Failure> prompt_name(const rules::Doctype& d, std::optional<
 struct Transition {
   enum class Action { save, submit, update_after_submit, cancel } action = Action::save;
 };
-result<Transition, Failure> docstatus_transition(const rules::Doctype& d, std::int64_t from, std::int64_t to,
+result<Transition, http::Problem> docstatus_transition(const rules::Doctype& d, std::int64_t from, std::int64_t to,
                                                  const std::vector<std::string>& roles) {
   auto may = [&](const char* action) {
     if (!d.is_submittable) return false;  // no role has submit or cancel on a doctype that is not submittable
@@ -434,21 +434,21 @@ result<Transition, Failure> docstatus_transition(const rules::Doctype& d, std::i
                                    [&](const std::string& r) { return std::find(roles.begin(), roles.end(), r) != roles.end(); });
   };
   auto denied = [&](const char* action) {
-    return Failure{403, "PermissionError",
+    return http::Problem{403, "PermissionError",
                    std::string("Not permitted to ") + action + " " + d.name + (d.is_submittable ? "" : ": it is not submittable"), false};
   };
-  auto transition_error = [](std::string m) { return Failure{417, "DocstatusTransitionError", std::move(m), false}; };
-  const Failure bad_value = invalid("Invalid docstatus " + std::to_string(to) + ": it is 0 (draft), 1 (submitted) or 2 (cancelled)");
+  auto transition_error = [](std::string m) { return http::Problem{417, "DocstatusTransitionError", std::move(m), false}; };
+  const http::Problem bad_value = invalid("Invalid docstatus " + std::to_string(to) + ": it is 0 (draft), 1 (submitted) or 2 (cancelled)");
   if (from == 0) {
     if (to == 0) return Transition{Transition::Action::save};
-    if (to == 1) return may("submit") ? result<Transition, Failure>(Transition{Transition::Action::submit}) : denied("submit");
+    if (to == 1) return may("submit") ? result<Transition, http::Problem>(Transition{Transition::Action::submit}) : denied("submit");
     if (to == 2) return transition_error("Cannot change docstatus from 0 (Draft) to 2 (Cancelled)");
     return bad_value;
   }
   if (from == 1) {
     if (to == 1)
-      return may("submit") ? result<Transition, Failure>(Transition{Transition::Action::update_after_submit}) : denied("submit");
-    if (to == 2) return may("cancel") ? result<Transition, Failure>(Transition{Transition::Action::cancel}) : denied("cancel");
+      return may("submit") ? result<Transition, http::Problem>(Transition{Transition::Action::update_after_submit}) : denied("submit");
+    if (to == 2) return may("cancel") ? result<Transition, http::Problem>(Transition{Transition::Action::cancel}) : denied("cancel");
     if (to == 0) return transition_error("Cannot change docstatus from 1 (Submitted) to 0 (Draft)");
     return bad_value;
   }
@@ -476,20 +476,20 @@ bool allowed_on_submit(const rules::Doctype& d, std::string_view field) {
   return std::find(d.allow_on_submit.begin(), d.allow_on_submit.end(), field) != d.allow_on_submit.end();
 }
 
-Failure changed_after_submit(const std::string& field, const std::optional<std::string>& from, const std::optional<std::string>& to) {
-  return Failure{417, "UpdateAfterSubmitError",
+http::Problem changed_after_submit(const std::string& field, const std::optional<std::string>& from, const std::optional<std::string>& to) {
+  return http::Problem{417, "UpdateAfterSubmitError",
                  "Not allowed to change " + field + " after submission from " + from.value_or("") + " to " + to.value_or(""), false};
 }
 
 // An update against the stored row, in Frappe's order (check_if_latest, then the docstatus
 // transition, then what a submitted document lets change): the version the client saw, the
 // fields nobody changes, the move between docstatus values and the fields after submission.
-std::optional<Failure> check_update(const rules::Doctype& d, const TableMeta& table, const Parsed& parsed, const rules::Values& old,
+std::optional<http::Problem> check_update(const rules::Doctype& d, const TableMeta& table, const Parsed& parsed, const rules::Values& old,
                                     const std::string& url_name, const std::string& stored_name, std::int64_t from, std::int64_t to,
                                     const std::vector<std::string>& roles) {
   const std::string* stored_modified = old.find("modified");
   if (parsed.modified && stored_modified && json::frappe_datetime(*stored_modified) != json::frappe_datetime(*parsed.modified))
-    return Failure{417, "TimestampMismatchError",
+    return http::Problem{417, "TimestampMismatchError",
                    "Error: Document has been modified after you have opened it (" + json::frappe_datetime(*stored_modified) + ", " +
                        *parsed.modified + "). Please refresh to get the latest document.",
                    false};
@@ -498,7 +498,7 @@ std::optional<Failure> check_update(const rules::Doctype& d, const TableMeta& ta
   for (const auto& [field, sent] : parsed.constants) {
     const std::string* stored = old.find(field);
     if (stored && !same_value(table.find(field), sent, *stored))
-      return Failure{417, "CannotChangeConstantError", "Value cannot be changed for " + field, false};
+      return http::Problem{417, "CannotChangeConstantError", "Value cannot be changed for " + field, false};
   }
   auto t = docstatus_transition(d, from, to, roles);
   if (!t) return t.error();
@@ -514,9 +514,9 @@ std::optional<Failure> check_update(const rules::Doctype& d, const TableMeta& ta
 
 // A child table a submitted document may not change must come back as it is stored: the same
 // rows in the same order, each field the client sent equal to the stored one.
-std::optional<Failure> check_rows_unchanged(const ChildRows& sent, const db::ResultSet& stored) {
+std::optional<http::Problem> check_rows_unchanged(const ChildRows& sent, const db::ResultSet& stored) {
   if (sent.rows.size() != stored.rows.size())
-    return Failure{417, "UpdateAfterSubmitError", "Not allowed to change " + sent.field + " after submission (rows added or removed)", false};
+    return http::Problem{417, "UpdateAfterSubmitError", "Not allowed to change " + sent.field + " after submission (rows added or removed)", false};
   for (std::size_t i = 0; i < sent.rows.size(); ++i) {
     const auto was = to_values(stored, i);
     for (const auto& [field, value] : sent.rows[i].values) {
@@ -530,281 +530,373 @@ std::optional<Failure> check_rows_unchanged(const ChildRows& sent, const db::Res
 
 }  // namespace
 
-std::string_view write_kind_name(rules::Origin o) {
+std::string_view write_kind_name(rules::OriginKind o) {
   switch (o) {
-    case rules::Origin::resource_insert: return "insert";
-    case rules::Origin::resource_update: return "update";
-    case rules::Origin::resource_delete: return "delete";
+    case rules::OriginKind::resource_insert: return "insert";
+    case rules::OriginKind::resource_update: return "update";
+    case rules::OriginKind::resource_delete: return "delete";
     default: return "?";
   }
 }
 
-asio::awaitable<result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
-                                                         const rules::Doctype& d, rules::Origin op, std::string name,
-                                                         std::string_view body, const std::string& user,
-                                                         const std::vector<std::string>& roles, const std::string& site) {
-  const TableMeta* table = catalog.table(d.name);
-  if (!table) co_return Failure{404, "DoesNotExistError", "DocType " + d.name + " not found", false};
+namespace {
+
+// Before any query: the body against the table and the doctype, and what a new document may be
+// created as.
+result<Parsed, http::Problem> prepare(const Catalog& catalog, const rules::RuleSet& rules, const rules::Doctype& d, const TableMeta& table,
+                                      rules::OriginKind op, std::string_view body, const std::vector<std::string>& roles) {
   Parsed parsed;
-  if (op != rules::Origin::resource_delete) {
-    auto p = parse_body(body, catalog, rules, d, *table);
-    if (!p) co_return p.error();
+  if (op != rules::OriginKind::resource_delete) {
+    auto p = parse_body(body, catalog, rules, d, table);
+    if (!p) return p.error();
     parsed = std::move(*p);
-    if (auto m = check_mandatory(d, parsed.row, op == rules::Origin::resource_update)) co_return *m;
+    if (auto m = check_mandatory(d, parsed.row, op == rules::OriginKind::resource_update)) return *m;
     for (const auto& c : parsed.children)
       for (const auto& r : c.rows)
-        if (auto m = check_mandatory(*c.doctype, r, false)) co_return *m;
+        if (auto m = check_mandatory(*c.doctype, r, false)) return *m;
   }
-  // A new document starts from draft: what it may be created as is known before any query.
-  if (op == rules::Origin::resource_insert) {
+  // A new document starts from draft.
+  if (op == rules::OriginKind::resource_insert) {
     auto t = docstatus_transition(d, 0, parsed.docstatus.value_or(0), roles);
-    if (!t) co_return t.error();
+    if (!t) return t.error();
+  }
+  return parsed;
+}
+
+// The INSERT of a row, its columns limited to the table's.
+std::pair<std::string, std::vector<std::optional<std::string>>> insert_sql(const TableMeta& t, const Row& row) {
+  std::string cols, marks;
+  std::vector<std::optional<std::string>> values;
+  for (const auto& [k, v] : row.values) {
+    if (!t.find(k)) continue;
+    cols += (cols.empty() ? "" : ", ") + ident(k);
+    marks += marks.empty() ? "?" : ", ?";
+    values.push_back(v);
+  }
+  return {"INSERT INTO " + ident(t.table) + " (" + cols + ") VALUES (" + marks + ")", std::move(values)};
+}
+
+std::string tags_json(const std::vector<std::string>& tags) {
+  std::string json = "[";
+  for (std::size_t i = 0; i < tags.size(); ++i) {
+    if (i) json += ',';
+    json::append_string(json, tags[i]);
+  }
+  return json + ']';
+}
+
+// One attempt at a write, in one transaction: each step below is one part of Frappe's
+// insert/save/delete, and stops doing anything once the write is refused or a statement failed.
+class Attempt {
+ public:
+  struct Inputs {
+    const Catalog& catalog;
+    const rules::RuleSet& rules;
+    const rules::Doctype& d;
+    const TableMeta& table;
+    rules::OriginKind op;
+    const std::string& name;  // as the URL spells it; empty for inserts
+    const std::string& user;
+    const std::vector<std::string>& roles;
+    const std::string& site;
+  };
+  Attempt(const Inputs& in, Parsed parsed, db::Lease& lease, std::chrono::milliseconds timeout)
+      : in_(in), parsed_(std::move(parsed)), tx_{lease, timeout, std::nullopt}, final_name_(in.name), docstatus_(parsed_.docstatus.value_or(0)) {}
+
+  bool failed() const { return refusal_ || tx_.error; }
+  const std::optional<http::Problem>& refusal() const { return refusal_; }
+  const std::optional<db::Error>& error() const { return tx_.error; }
+  const std::string& final_name() const { return final_name_; }
+
+  asio::awaitable<void> run() {
+    if (in_.op == rules::OriginKind::resource_insert) {
+      co_await name_new();
+      if (!failed()) co_await insert_row();
+    } else {
+      co_await lock_current();
+      co_await drop_replaced_children();
+      if (in_.op == rules::OriginKind::resource_delete) co_await delete_row();
+      if (in_.op == rules::OriginKind::resource_update) co_await update_row();
+    }
+    co_await insert_children();
+    co_await read_back();
+    co_await record_outbox();
   }
 
-  for (int attempt = 0;; ++attempt) {
-    auto lease = co_await pool.acquire();
-    if (!lease) co_return failure_from(lease.error());
-    Tx tx{*lease, pool.query_timeout(), std::nullopt};
-    const std::string now = now_text();
-    std::vector<std::string> tags;
-    std::optional<Failure> refusal;
-    std::string final_name = name;
-    std::int64_t stored_status = 0;
-    std::int64_t docstatus = parsed.docstatus.value_or(0);  // the document's, after this write
+  WriteOutcome outcome() {
+    WriteOutcome out;
+    out.status = in_.op == rules::OriginKind::resource_delete ? 202 : 200;
+    out.body = std::move(answer_);
+    out.tags = std::move(tags_);
+    out.outbox_id = outbox_id_;
+    out.name = final_name_;
+    return out;
+  }
 
-    auto begin = co_await (*lease)->query("START TRANSACTION", pool.query_timeout());
-    if (!begin) co_return failure_from(begin.error());
+ private:
+  void add_tags(const rules::Doctype& d, const db::ResultSet& rows) {
+    for (std::size_t i = 0; i < rows.rows.size(); ++i) {
+      auto t = rules::row_tags(d, to_values(rows, i));
+      tags_.insert(tags_.end(), t.begin(), t.end());
+    }
+  }
 
-    if (op == rules::Origin::resource_insert) {
-      // The name: the client's only when the doctype is named by prompt (else a client could
-      // take the next number of a series), from a field, or the next of a naming series
-      // (counted under the row lock of tabSeries, in this transaction: no duplicates, no gaps on
-      // rollback).
-      if (d.naming.kind == rules::Naming::Kind::prompt) {
-        auto n = prompt_name(d, parsed.name);
-        if (!n) co_return n.error();
-        final_name = std::move(*n);
-      } else if (d.naming.kind == rules::Naming::Kind::field) {
-        const auto* f = parsed.row.find(d.naming.value);
-        if (empty_value(f)) co_return invalid(d.naming.value + " is required: it names the " + d.name);
-        final_name = **f;
-      } else if (d.naming.kind == rules::Naming::Kind::series) {
-        auto [key, width] = series_key(d.naming.value);
-        auto r = co_await tx.exec(
-            "INSERT INTO `tabSeries` (`name`, `current`) VALUES (?, LAST_INSERT_ID(1)) "
-            "ON DUPLICATE KEY UPDATE `current` = LAST_INSERT_ID(`current` + 1)",
-            key);
-        if (r) {
-          std::string n = std::to_string(r->insert_id);
-          if (static_cast<int>(n.size()) < width) n.insert(0, static_cast<std::size_t>(width) - n.size(), '0');
-          final_name = key + n;
-        }
-      } else {
-        final_name = random_name();
+  asio::awaitable<void> check_all_links() {
+    co_await check_links(tx_, in_.rules, in_.d, parsed_.row, refusal_);
+    for (auto& c : parsed_.children)
+      for (auto& r : c.rows) co_await check_links(tx_, in_.rules, *c.doctype, r, refusal_);
+  }
+
+  // The client's name only when the doctype is named by prompt (else a client could take the
+  // next number of a series), from a field, or the next of a naming series (counted under the
+  // row lock of tabSeries, in this transaction: no duplicates, no gaps on rollback).
+  asio::awaitable<void> name_new() {
+    const rules::Doctype& d = in_.d;
+    if (d.naming.kind == rules::Naming::Kind::prompt) {
+      auto n = prompt_name(d, parsed_.name);
+      if (!n) refusal_ = n.error();
+      else final_name_ = std::move(*n);
+    } else if (d.naming.kind == rules::Naming::Kind::field) {
+      const auto* f = parsed_.row.find(d.naming.value);
+      if (empty_value(f)) refusal_ = invalid(d.naming.value + " is required: it names the " + d.name);
+      else final_name_ = **f;
+    } else if (d.naming.kind == rules::Naming::Kind::series) {
+      auto [key, width] = series_key(d.naming.value);
+      auto r = co_await tx_.exec(
+          "INSERT INTO `tabSeries` (`name`, `current`) VALUES (?, LAST_INSERT_ID(1)) "
+          "ON DUPLICATE KEY UPDATE `current` = LAST_INSERT_ID(`current` + 1)",
+          key);
+      if (r) {
+        std::string n = std::to_string(r->insert_id);
+        if (static_cast<int>(n.size()) < width) n.insert(0, static_cast<std::size_t>(width) - n.size(), '0');
+        final_name_ = key + n;
       }
-      if (final_name.empty() || utf8_length(final_name) > 140) co_return invalid("A name is 1 to 140 characters");
-      parsed.row.set("name", final_name);
-      co_await check_links(tx, rules, d, parsed.row, refusal);
-      for (auto& c : parsed.children)
-        for (auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
-
-      Row full = parsed.row;
-      full.set("owner", user);
-      full.set("creation", now);
-      full.set("modified", now);
-      full.set("modified_by", user);
-      full.set("docstatus", std::to_string(docstatus));
-      std::string cols, marks;
-      std::vector<std::optional<std::string>> values;
-      for (const auto& [k, v] : full.values) {
-        if (!table->find(k)) continue;
-        cols += (cols.empty() ? "" : ", ") + ident(k);
-        marks += marks.empty() ? "?" : ", ?";
-        values.push_back(v);
-      }
-      if (!refusal) co_await tx.exec_v("INSERT INTO " + ident(table->table) + " (" + cols + ") VALUES (" + marks + ")", values);
     } else {
-      // Update and delete work on the row as it is now, locked until commit.
-      auto current = co_await tx.exec(select_sql(*table) + " WHERE `name` = ? FOR UPDATE", name);
-      if (current && current->rows.empty()) refusal = Failure{404, "DoesNotExistError", d.name + " " + name + " not found", false};
-      if (current && !refusal) {
-        auto old = to_values(*current, 0);
-        auto old_tags = rules::row_tags(d, old);
-        tags.insert(tags.end(), old_tags.begin(), old_tags.end());
-        // The name as stored: the URL may spell it as the collation allows.
-        if (const std::string* stored = old.find("name")) final_name = *stored;
-        const std::string* stored_docstatus = old.find("docstatus");
-        stored_status = stored_docstatus ? std::strtoll(stored_docstatus->c_str(), nullptr, 10) : 0;
-        if (op == rules::Origin::resource_delete && stored_status == 1)
-          refusal = invalid(d.name + " " + final_name + ": Submitted Record cannot be deleted. You must Cancel it first.");
-        if (op == rules::Origin::resource_update) {
-          docstatus = parsed.docstatus.value_or(stored_status);
-          refusal = check_update(d, *table, parsed, old, name, final_name, stored_status, docstatus, roles);
-        }
+      final_name_ = random_name();
+    }
+    if (!failed() && (final_name_.empty() || utf8_length(final_name_) > 140)) refusal_ = invalid("A name is 1 to 140 characters");
+  }
+
+  asio::awaitable<void> insert_row() {
+    parsed_.row.set("name", final_name_);
+    co_await check_all_links();
+    Row full = parsed_.row;
+    full.set("owner", in_.user);
+    full.set("creation", now_);
+    full.set("modified", now_);
+    full.set("modified_by", in_.user);
+    full.set("docstatus", std::to_string(docstatus_));
+    auto [sql, values] = insert_sql(in_.table, full);
+    if (!refusal_) co_await tx_.exec_v(std::move(sql), std::move(values));
+  }
+
+  // Update and delete work on the row as it is now, locked until commit.
+  asio::awaitable<void> lock_current() {
+    const rules::Doctype& d = in_.d;
+    auto current = co_await tx_.exec(select_sql(in_.table) + " WHERE `name` = ? FOR UPDATE", in_.name);
+    if (!current) co_return;
+    if (current->rows.empty()) {
+      refusal_ = http::Problem{404, "DoesNotExistError", d.name + " " + in_.name + " not found", false};
+      co_return;
+    }
+    auto old = to_values(*current, 0);
+    auto old_tags = rules::row_tags(d, old);
+    tags_.insert(tags_.end(), old_tags.begin(), old_tags.end());
+    // The name as stored: the URL may spell it as the collation allows.
+    if (const std::string* stored = old.find("name")) final_name_ = *stored;
+    const std::string* stored_docstatus = old.find("docstatus");
+    stored_status_ = stored_docstatus ? std::strtoll(stored_docstatus->c_str(), nullptr, 10) : 0;
+    if (in_.op == rules::OriginKind::resource_delete && stored_status_ == 1)
+      refusal_ = invalid(d.name + " " + final_name_ + ": Submitted Record cannot be deleted. You must Cancel it first.");
+    if (in_.op == rules::OriginKind::resource_update) {
+      docstatus_ = parsed_.docstatus.value_or(stored_status_);
+      refusal_ = check_update(d, in_.table, parsed_, old, in_.name, final_name_, stored_status_, docstatus_, in_.roles);
+    }
+  }
+
+  // The child rows that change go away: every table on delete, the named ones on update (on a
+  // submitted document, only those it lets change; the others must come back as they are and
+  // stay).
+  asio::awaitable<void> drop_replaced_children() {
+    const rules::Doctype& d = in_.d;
+    const bool submitted_edit = in_.op == rules::OriginKind::resource_update && stored_status_ == 1;
+    std::vector<std::string> kept;
+    for (const auto& [field, child] : d.children) {
+      if (failed()) break;
+      const auto sent = std::find_if(parsed_.children.begin(), parsed_.children.end(), [&](const ChildRows& c) { return c.field == field; });
+      const bool replaced = in_.op == rules::OriginKind::resource_delete || sent != parsed_.children.end();
+      if (!replaced) continue;
+      const rules::Doctype* cd = in_.rules.doctype(child);
+      const TableMeta* ct = in_.catalog.table(child);
+      if (!cd || !ct) continue;
+      auto old_children = co_await tx_.exec(
+          select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx` FOR UPDATE", final_name_, d.name,
+          field);
+      if (old_children && submitted_edit && !allowed_on_submit(d, field)) {
+        refusal_ = check_rows_unchanged(*sent, *old_children);
+        kept.push_back(field);
+        continue;
       }
-      // The child rows that change go away: every table on delete, the named ones on update
-      // (on a submitted document, only those it lets change; the others must come back as they
-      // are and stay).
-      const bool submitted_edit = op == rules::Origin::resource_update && stored_status == 1;
-      std::vector<std::string> kept;
-      for (const auto& [field, child] : d.children) {
-        if (refusal || tx.error) break;
-        const auto sent = std::find_if(parsed.children.begin(), parsed.children.end(), [&](const ChildRows& c) { return c.field == field; });
-        const bool replaced = op == rules::Origin::resource_delete || sent != parsed.children.end();
-        if (!replaced) continue;
-        const rules::Doctype* cd = rules.doctype(child);
-        const TableMeta* ct = catalog.table(child);
-        if (!cd || !ct) continue;
-        auto old_children = co_await tx.exec(
-            select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx` FOR UPDATE", final_name, d.name,
-            field);
-        if (old_children && submitted_edit && !allowed_on_submit(d, field)) {
-          refusal = check_rows_unchanged(*sent, *old_children);
-          kept.push_back(field);
-          continue;
+      if (old_children) add_tags(*cd, *old_children);
+      co_await tx_.exec("DELETE FROM " + ident(ct->table) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?", final_name_,
+                        d.name, field);
+    }
+    std::erase_if(parsed_.children, [&](const ChildRows& c) { return std::find(kept.begin(), kept.end(), c.field) != kept.end(); });
+  }
+
+  // Frappe refuses to delete what other documents link to (LinkExistsError).
+  asio::awaitable<void> refuse_if_linked() {
+    const rules::Doctype& d = in_.d;
+    for (const auto& [other_name, other] : in_.rules.doctypes()) {
+      for (const auto& [field, target] : other.links) {
+        if (target != d.name || failed()) continue;
+        auto r = co_await tx_.exec("SELECT " + std::string(other.parent.empty() ? "`name`" : "`parent`") + " FROM " + ident(other.table) +
+                                       " WHERE " + ident(field) + " = ? LIMIT 1",
+                                   final_name_);
+        if (r && !r->rows.empty() && r->rows[0][0]) {
+          const std::string& shown = other.parent.empty() ? other_name : other.parent;
+          refusal_ = http::Problem{417, "LinkExistsError",
+                                   "Cannot delete or cancel because " + d.name + " " + in_.name + " is linked with " + shown + " " + *r->rows[0][0],
+                                   false};
         }
-        if (old_children)
-          for (std::size_t i = 0; i < old_children->rows.size(); ++i) {
-            auto t = rules::row_tags(*cd, to_values(*old_children, i));
-            tags.insert(tags.end(), t.begin(), t.end());
-          }
-        co_await tx.exec("DELETE FROM " + ident(ct->table) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?",
-                         final_name, d.name, field);
-      }
-      std::erase_if(parsed.children, [&](const ChildRows& c) { return std::find(kept.begin(), kept.end(), c.field) != kept.end(); });
-      if (op == rules::Origin::resource_delete && !refusal && !tx.error) {
-        // Frappe refuses to delete what other documents link to (LinkExistsError).
-        for (const auto& [other_name, other] : rules.doctypes()) {
-          for (const auto& [field, target] : other.links) {
-            if (target != d.name || refusal || tx.error) continue;
-            auto r = co_await tx.exec("SELECT " + std::string(other.parent.empty() ? "`name`" : "`parent`") + " FROM " +
-                                          ident(other.table) + " WHERE " + ident(field) + " = ? LIMIT 1",
-                                      final_name);
-            if (r && !r->rows.empty() && r->rows[0][0]) {
-              const std::string& shown = other.parent.empty() ? other_name : other.parent;
-              refusal = Failure{417, "LinkExistsError",
-                                "Cannot delete or cancel because " + d.name + " " + name + " is linked with " + shown + " " + *r->rows[0][0],
-                                false};
-            }
-          }
-        }
-        if (!refusal) co_await tx.exec("DELETE FROM " + ident(table->table) + " WHERE `name` = ?", final_name);
-      }
-      if (op == rules::Origin::resource_update && !refusal && !tx.error) {
-        co_await check_links(tx, rules, d, parsed.row, refusal);
-        for (auto& c : parsed.children)
-          for (auto& r : c.rows) co_await check_links(tx, rules, *c.doctype, r, refusal);
-        std::string sets;
-        std::vector<std::optional<std::string>> values;
-        for (const auto& [k, v] : parsed.row.values) {
-          if (k == "name" || !table->find(k)) continue;
-          sets += ident(k) + " = ?, ";
-          values.push_back(v);
-        }
-        if (docstatus != stored_status && table->find("docstatus")) {
-          sets += "`docstatus` = ?, ";
-          values.emplace_back(std::to_string(docstatus));
-        }
-        sets += "`modified` = ?, `modified_by` = ?";
-        values.emplace_back(now);
-        values.emplace_back(user);
-        values.emplace_back(final_name);
-        if (!refusal) co_await tx.exec_v("UPDATE " + ident(table->table) + " SET " + sets + " WHERE `name` = ?", values);
-        // Rows the body did not replace follow the parent's docstatus too.
-        if (!refusal && docstatus != stored_status) co_await set_children_docstatus(tx, catalog, rules, d, final_name, docstatus);
       }
     }
+  }
 
-    // New child rows (insert, or update of the tables the body names).
-    for (const auto& c : parsed.children) {
-      if (refusal || tx.error) break;
+  asio::awaitable<void> delete_row() {
+    if (failed()) co_return;
+    co_await refuse_if_linked();
+    if (!failed()) co_await tx_.exec("DELETE FROM " + ident(in_.table.table) + " WHERE `name` = ?", final_name_);
+  }
+
+  asio::awaitable<void> update_row() {
+    if (failed()) co_return;
+    co_await check_all_links();
+    std::string sets;
+    std::vector<std::optional<std::string>> values;
+    for (const auto& [k, v] : parsed_.row.values) {
+      if (k == "name" || !in_.table.find(k)) continue;
+      sets += ident(k) + " = ?, ";
+      values.push_back(v);
+    }
+    if (docstatus_ != stored_status_ && in_.table.find("docstatus")) {
+      sets += "`docstatus` = ?, ";
+      values.emplace_back(std::to_string(docstatus_));
+    }
+    sets += "`modified` = ?, `modified_by` = ?";
+    values.emplace_back(now_);
+    values.emplace_back(in_.user);
+    values.emplace_back(final_name_);
+    if (refusal_) co_return;
+    co_await tx_.exec_v("UPDATE " + ident(in_.table.table) + " SET " + sets + " WHERE `name` = ?", values);
+    // Rows the body did not replace follow the parent's docstatus too.
+    if (docstatus_ != stored_status_) co_await set_children_docstatus(tx_, in_.catalog, in_.rules, in_.d, final_name_, docstatus_);
+  }
+
+  // New child rows (insert, or update of the tables the body names).
+  asio::awaitable<void> insert_children() {
+    for (const auto& c : parsed_.children) {
+      if (failed()) break;
       int idx = 0;
       for (const auto& r : c.rows) {
         Row full = r;
         const auto* given = full.find("name");
         full.set("name", empty_value(given) ? random_name() : **given);
-        full.set("parent", final_name);
+        full.set("parent", final_name_);
         full.set("parentfield", c.field);
-        full.set("parenttype", d.name);
+        full.set("parenttype", in_.d.name);
         full.set("idx", std::to_string(++idx));
-        full.set("docstatus", std::to_string(docstatus));
-        full.set("owner", user);
-        full.set("creation", now);
-        full.set("modified", now);
-        full.set("modified_by", user);
-        std::string cols, marks;
-        std::vector<std::optional<std::string>> values;
-        for (const auto& [k, v] : full.values) {
-          if (!c.table->find(k)) continue;
-          cols += (cols.empty() ? "" : ", ") + ident(k);
-          marks += marks.empty() ? "?" : ", ?";
-          values.push_back(v);
-        }
-        co_await tx.exec_v("INSERT INTO " + ident(c.table->table) + " (" + cols + ") VALUES (" + marks + ")", values);
+        full.set("docstatus", std::to_string(docstatus_));
+        full.set("owner", in_.user);
+        full.set("creation", now_);
+        full.set("modified", now_);
+        full.set("modified_by", in_.user);
+        auto [sql, values] = insert_sql(*c.table, full);
+        co_await tx_.exec_v(std::move(sql), std::move(values));
       }
     }
+  }
 
-    // The document as stored, for the answer and for the tags of the new version.
-    std::string answer;
-    if (op != rules::Origin::resource_delete && !refusal && !tx.error) {
-      std::vector<db::ResultSet> results;
-      auto parent = co_await tx.exec(select_sql(*table) + " WHERE `name` = ?", final_name);
-      if (parent && !parent->rows.empty()) {
-        auto t = rules::row_tags(d, to_values(*parent, 0));
-        tags.insert(tags.end(), t.begin(), t.end());
-        results.push_back(std::move(*parent));
-        std::vector<std::pair<std::string, const rules::Doctype*>> kids;
-        for (const auto& [field, child] : d.children) {
-          const rules::Doctype* cd = rules.doctype(child);
-          const TableMeta* ct = catalog.table(child);
-          if (!cd || !ct) continue;
-          auto rows = co_await tx.exec(select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx`",
-                                       final_name, d.name, field);
-          if (!rows) break;
-          for (std::size_t i = 0; i < rows->rows.size(); ++i) {
-            auto ct_tags = rules::row_tags(*cd, to_values(*rows, i));
-            tags.insert(tags.end(), ct_tags.begin(), ct_tags.end());
-          }
-          kids.emplace_back(field, cd);
-          results.push_back(std::move(*rows));
-        }
-        if (!tx.error) answer = render_doc(results, d.name, kids);
-      }
-    } else if (op == rules::Origin::resource_delete) {
-      answer = "{\"data\":\"ok\"}";
+  // The document as stored, for the answer and for the tags of the new version.
+  asio::awaitable<void> read_back() {
+    if (in_.op == rules::OriginKind::resource_delete) {
+      answer_ = "{\"data\":\"ok\"}";
+      co_return;
     }
-
-    std::sort(tags.begin(), tags.end());
-    tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
-    std::uint64_t outbox_id = 0;
-    if (!refusal && !tx.error) {
-      std::string json = "[";
-      for (std::size_t i = 0; i < tags.size(); ++i) {
-        if (i) json += ',';
-        json::append_string(json, tags[i]);
-      }
-      json += ']';
-      auto r = co_await tx.exec("INSERT INTO `pitstop_outbox` (`tags`, `source`, `site`, `created`) VALUES (?, 'pitstop', ?, ?)", json,
-                                site, now);
-      if (r) outbox_id = r->insert_id;
+    if (failed()) co_return;
+    const rules::Doctype& d = in_.d;
+    std::vector<db::ResultSet> results;
+    auto parent = co_await tx_.exec(select_sql(in_.table) + " WHERE `name` = ?", final_name_);
+    if (!parent || parent->rows.empty()) co_return;
+    add_tags(d, *parent);
+    results.push_back(std::move(*parent));
+    std::vector<std::pair<std::string, const rules::Doctype*>> kids;
+    for (const auto& [field, child] : d.children) {
+      const rules::Doctype* cd = in_.rules.doctype(child);
+      const TableMeta* ct = in_.catalog.table(child);
+      if (!cd || !ct) continue;
+      auto rows = co_await tx_.exec(select_sql(*ct) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ? ORDER BY `idx`",
+                                    final_name_, d.name, field);
+      if (!rows) break;
+      add_tags(*cd, *rows);
+      kids.emplace_back(field, cd);
+      results.push_back(std::move(*rows));
     }
+    if (!tx_.error) answer_ = render_doc(results, d.name, kids);
+  }
 
-    if (refusal || tx.error) {
+  // The outbox row, in the same transaction: committed with the write or not at all.
+  asio::awaitable<void> record_outbox() {
+    std::sort(tags_.begin(), tags_.end());
+    tags_.erase(std::unique(tags_.begin(), tags_.end()), tags_.end());
+    if (failed()) co_return;
+    auto r = co_await tx_.exec("INSERT INTO `pitstop_outbox` (`tags`, `source`, `site`, `created`) VALUES (?, 'pitstop', ?, ?)",
+                               tags_json(tags_), in_.site, now_);
+    if (r) outbox_id_ = r->insert_id;
+  }
+
+  const Inputs& in_;
+  Parsed parsed_;
+  Tx tx_;
+  const std::string now_ = now_text();
+  std::string final_name_;
+  std::int64_t stored_status_ = 0;
+  std::int64_t docstatus_;  // the document's, after this write
+  std::optional<http::Problem> refusal_;
+  std::vector<std::string> tags_;
+  std::string answer_;
+  std::uint64_t outbox_id_ = 0;
+};
+
+}  // namespace
+
+asio::awaitable<result<WriteOutcome, http::Problem>> write_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
+                                                               const rules::Doctype& d, rules::OriginKind op, std::string name,
+                                                               std::string_view body, const std::string& user,
+                                                               const std::vector<std::string>& roles, const std::string& site) {
+  const TableMeta* table = catalog.table(d.name);
+  if (!table) co_return http::Problem{404, "DoesNotExistError", "DocType " + d.name + " not found", false};
+  auto parsed = prepare(catalog, rules, d, *table, op, body, roles);
+  if (!parsed) co_return parsed.error();
+  const Attempt::Inputs in{catalog, rules, d, *table, op, name, user, roles, site};
+
+  for (int attempt = 0;; ++attempt) {
+    auto lease = co_await pool.acquire();
+    if (!lease) co_return failure_from(lease.error());
+    auto begin = co_await (*lease)->query("START TRANSACTION", pool.query_timeout());
+    if (!begin) co_return failure_from(begin.error());
+    Attempt a(in, *parsed, *lease, pool.query_timeout());
+    co_await a.run();
+    if (a.failed()) {
       if (!(*lease)->broken()) co_await (*lease)->query("ROLLBACK", pool.query_timeout());
-      if (refusal) co_return *refusal;
+      if (a.refusal()) co_return *a.refusal();
       // A deadlock is resolved by running the transaction again, as Frappe's retry does.
-      if (tx.error->code == db::errc::server && tx.error->server_code == 1213 && attempt < 2) continue;
-      co_return from_db(*tx.error, d, final_name);
+      if (a.error()->code == db::errc::server && a.error()->server_code == 1213 && attempt < 2) continue;
+      co_return from_db(*a.error(), d, a.final_name());
     }
     auto commit = co_await (*lease)->query("COMMIT", pool.query_timeout());
-    if (!commit) co_return from_db(commit.error(), d, final_name);
-    WriteOutcome out;
-    out.status = op == rules::Origin::resource_delete ? 202 : 200;
-    out.body = std::move(answer);
-    out.tags = std::move(tags);
-    out.outbox_id = outbox_id;
-    out.name = final_name;
-    co_return out;
+    if (!commit) co_return from_db(commit.error(), d, a.final_name());
+    co_return a.outcome();
   }
 }
 

@@ -24,13 +24,13 @@ struct WriteOutcome {
 
 // `op` is resource_insert, resource_update or resource_delete; `name` is empty for inserts.
 // `roles` decide submit and cancel (docstatus 0 → 1 → 2), which only the stored row can tell apart.
-boost::asio::awaitable<boost::system::result<WriteOutcome, Failure>> write_doc(db::Pool& pool, const Catalog& catalog,
+boost::asio::awaitable<boost::system::result<WriteOutcome, http::Problem>> write_doc(db::Pool& pool, const Catalog& catalog,
                                                                                const rules::RuleSet& rules,
-                                                                               const rules::Doctype& doctype, rules::Origin op,
+                                                                               const rules::Doctype& doctype, rules::OriginKind op,
                                                                                std::string name, std::string_view body,
                                                                                const std::string& user, const std::vector<std::string>& roles,
                                                                                const std::string& site);
 
-std::string_view write_kind_name(rules::Origin op);
+std::string_view write_kind_name(rules::OriginKind op);
 
 }  // namespace pitstop::origin

@@ -17,10 +17,6 @@ namespace pitstop::rules {
 namespace fs = std::filesystem;
 using config::ConfigError;
 
-void throw_exception_from_error(const RequestError& e, const boost::source_location& loc) {
-  boost::throw_exception(std::runtime_error(e.message), loc);
-}
-
 bool TagTemplate::uses_result() const {
   return std::any_of(pieces.begin(), pieces.end(), [](const Piece& p) { return p.kind == Piece::Kind::result; });
 }
@@ -112,7 +108,7 @@ bool valid_date(std::string_view s) {
   return d <= days;
 }
 
-RequestError validation(std::string message) { return {417, "ValidationError", std::move(message)}; }
+http::Problem validation(std::string message) { return {417, "ValidationError", std::move(message)}; }
 
 // ---------------------------------------------------------------------------------------------
 // Loading
@@ -261,137 +257,126 @@ bool parse_tag_template(std::string_view text, TagTemplate& out, std::string& wh
   return true;
 }
 
-std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const config::Config& cfg) {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Loading, one step per part of the file
+
+std::string read_file(const std::string& path, const config::Config& cfg) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot be read (the \"rules\" setting of " + cfg.source + " names it)");
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string text = ss.str();
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  if (auto err = parser.parse(text).get(doc)) throw ConfigError(path + ": not valid JSON (" + simdjson::error_message(err) + ")");
+  return ss.str();
+}
 
-  Loader L{path, cfg};
-  auto set = std::make_shared<RuleSet>();
-  set->source_ = path;
-  auto root = L.object_at(doc, "$");
-  L.check_keys(root, "$", {"queries_dir", "doctypes", "rules"});
-
+std::string queries_dir_at(const Loader& L, simdjson::dom::object root) {
   std::string qdir = "queries";
   if (auto e = root["queries_dir"]; !e.error()) qdir = L.string_at(e.value_unsafe(), "$.queries_dir");
   fs::path qpath(qdir);
-  if (qpath.is_relative()) qpath = fs::path(path).parent_path() / qpath;
-  set->queries_dir_ = qpath.lexically_normal().string();
+  if (qpath.is_relative()) qpath = fs::path(L.file).parent_path() / qpath;
+  return qpath.lexically_normal().string();
+}
 
-  // Doctypes
-  if (auto e = root["doctypes"]; !e.error()) {
-    auto doctypes = L.object_at(e.value_unsafe(), "$.doctypes");
-    for (auto field : doctypes) {
-      std::string name(field.key);
-      std::string where = "$.doctypes[\"" + name + "\"]";
-      if (name.empty() || name.size() > 61 || name.find('`') != std::string::npos)
-        L.fail(where, "a doctype name is 1..61 characters without backticks");
-      auto obj = L.object_at(field.value, where);
-      L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links", "permissions", "is_submittable", "allow_on_submit"});
-      Doctype d;
-      d.name = name;
-      d.table = "tab" + name;
-      if (auto t = obj["tags"]; !t.error()) {
-        auto tags = L.strings_at(t.value_unsafe(), where + ".tags");
-        for (std::size_t i = 0; i < tags.size(); ++i) {
-          TagTemplate tt;
-          std::string why;
-          if (!parse_tag_template(tags[i], tt, why)) L.fail(where + ".tags[" + std::to_string(i) + "]", why);
-          if (tt.uses_result()) L.fail(where + ".tags[" + std::to_string(i) + "]", "row tags name columns, e.g. {customer}, not {$…}");
-          d.row_tags.push_back(std::move(tt));
-        }
-      }
-      if (auto p = obj["parent"]; !p.error()) d.parent = L.string_at(p.value_unsafe(), where + ".parent");
-      if (auto n = obj["naming"]; !n.error()) {
-        std::string naming = L.string_at(n.value_unsafe(), where + ".naming");
-        if (naming == "hash") d.naming.kind = Naming::Kind::hash;
-        else if (naming == "prompt") d.naming.kind = Naming::Kind::prompt;
-        else if (naming.rfind("field:", 0) == 0 && naming.size() > 6) d.naming = {Naming::Kind::field, naming.substr(6)};
-        else if (naming.rfind("series:", 0) == 0 && naming.find('#') != std::string::npos) d.naming = {Naming::Kind::series, naming.substr(7)};
-        else L.fail(where + ".naming", "expected \"hash\", \"prompt\", \"field:<field>\" or \"series:<PREFIX-.YYYY.-.#####>\"");
-      }
-      if (auto m = obj["mandatory"]; !m.error()) d.mandatory = L.strings_at(m.value_unsafe(), where + ".mandatory");
-      if (auto sb = obj["is_submittable"]; !sb.error()) {
-        bool b = false;
-        if (sb.value_unsafe().get(b)) L.fail(where + ".is_submittable", "expected true or false");
-        d.is_submittable = b;
-      }
-      if (auto a = obj["allow_on_submit"]; !a.error()) d.allow_on_submit = L.strings_at(a.value_unsafe(), where + ".allow_on_submit");
-      if (auto pm = obj["permissions"]; !pm.error()) {
-        auto perms = L.object_at(pm.value_unsafe(), where + ".permissions");
-        L.check_keys(perms, where + ".permissions", {"read", "create", "write", "delete", "submit", "cancel"});
-        for (auto perm : perms)
-          d.permissions[std::string(perm.key)] = L.strings_at(perm.value, where + ".permissions." + std::string(perm.key));
-      }
-      if (auto l = obj["links"]; !l.error()) {
-        auto links = L.object_at(l.value_unsafe(), where + ".links");
-        for (auto link : links)
-          d.links.emplace_back(std::string(link.key), L.string_at(link.value, where + ".links." + std::string(link.key)));
-      }
-      if (auto c = obj["children"]; !c.error()) {
-        auto children = L.object_at(c.value_unsafe(), where + ".children");
-        for (auto child : children)
-          d.children.emplace_back(std::string(child.key), L.string_at(child.value, where + ".children." + std::string(child.key)));
-      }
-      set->doctypes_.emplace(name, std::move(d));
-    }
-    for (const auto& [name, d] : set->doctypes_) {
-      std::string where = "$.doctypes[\"" + name + "\"]";
-      if (!d.parent.empty() && !set->doctypes_.count(d.parent))
-        L.fail(where + ".parent", "names \"" + d.parent + "\", which is not in $.doctypes; add it");
-      if (!d.parent.empty() && d.is_submittable)
-        L.fail(where + ".is_submittable", "a child table follows its parent's docstatus; remove it");
-      if (!d.allow_on_submit.empty() && !d.is_submittable)
-        L.fail(where + ".allow_on_submit", "only a submittable doctype (\"is_submittable\": true) has fields editable after submission");
-      for (const auto& [field, target] : d.links)
-        if (!set->doctypes_.count(target))
-          L.fail(where + ".links." + field, "names \"" + target + "\", which is not in $.doctypes; add it or remove the link");
-      for (const auto& [field, child] : d.children) {
-        auto it = set->doctypes_.find(child);
-        if (it == set->doctypes_.end())
-          L.fail(where + ".children." + field, "names \"" + child + "\", which is not in $.doctypes; add it with \"parent\": \"" + name + "\"");
-        if (it->second.parent != name)
-          L.fail(where + ".children." + field, "\"" + child + "\" must declare \"parent\": \"" + name + "\"");
-      }
+Naming naming_at(const Loader& L, simdjson::dom::element e, const std::string& where) {
+  std::string naming = L.string_at(e, where);
+  if (naming == "hash") return {Naming::Kind::hash, {}};
+  if (naming == "prompt") return {Naming::Kind::prompt, {}};
+  if (naming.rfind("field:", 0) == 0 && naming.size() > 6) return {Naming::Kind::field, naming.substr(6)};
+  if (naming.rfind("series:", 0) == 0 && naming.find('#') != std::string::npos) return {Naming::Kind::series, naming.substr(7)};
+  L.fail(where, "expected \"hash\", \"prompt\", \"field:<field>\" or \"series:<PREFIX-.YYYY.-.#####>\"");
+}
+
+std::vector<std::pair<std::string, std::string>> string_map_at(const Loader& L, simdjson::dom::element e, const std::string& where) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto field : L.object_at(e, where)) out.emplace_back(std::string(field.key), L.string_at(field.value, where + "." + std::string(field.key)));
+  return out;
+}
+
+Doctype doctype_at(const Loader& L, std::string_view key, simdjson::dom::element e) {
+  std::string name(key);
+  std::string where = "$.doctypes[\"" + name + "\"]";
+  if (name.empty() || name.size() > 61 || name.find('`') != std::string::npos)
+    L.fail(where, "a doctype name is 1..61 characters without backticks");
+  auto obj = L.object_at(e, where);
+  L.check_keys(obj, where, {"tags", "children", "parent", "naming", "mandatory", "links", "permissions", "is_submittable", "allow_on_submit"});
+  Doctype d;
+  d.name = name;
+  d.table = "tab" + name;
+  if (auto t = obj["tags"]; !t.error()) {
+    auto tags = L.strings_at(t.value_unsafe(), where + ".tags");
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      TagTemplate tt;
+      std::string why;
+      if (!parse_tag_template(tags[i], tt, why)) L.fail(where + ".tags[" + std::to_string(i) + "]", why);
+      if (tt.uses_result()) L.fail(where + ".tags[" + std::to_string(i) + "]", "row tags name columns, e.g. {customer}, not {$…}");
+      d.row_tags.push_back(std::move(tt));
     }
   }
+  if (auto p = obj["parent"]; !p.error()) d.parent = L.string_at(p.value_unsafe(), where + ".parent");
+  if (auto n = obj["naming"]; !n.error()) d.naming = naming_at(L, n.value_unsafe(), where + ".naming");
+  if (auto m = obj["mandatory"]; !m.error()) d.mandatory = L.strings_at(m.value_unsafe(), where + ".mandatory");
+  if (auto sb = obj["is_submittable"]; !sb.error()) {
+    bool b = false;
+    if (sb.value_unsafe().get(b)) L.fail(where + ".is_submittable", "expected true or false");
+    d.is_submittable = b;
+  }
+  if (auto a = obj["allow_on_submit"]; !a.error()) d.allow_on_submit = L.strings_at(a.value_unsafe(), where + ".allow_on_submit");
+  if (auto pm = obj["permissions"]; !pm.error()) {
+    auto perms = L.object_at(pm.value_unsafe(), where + ".permissions");
+    L.check_keys(perms, where + ".permissions", {"read", "create", "write", "delete", "submit", "cancel"});
+    for (auto perm : perms) d.permissions[std::string(perm.key)] = L.strings_at(perm.value, where + ".permissions." + std::string(perm.key));
+  }
+  if (auto l = obj["links"]; !l.error()) d.links = string_map_at(L, l.value_unsafe(), where + ".links");
+  if (auto c = obj["children"]; !c.error()) d.children = string_map_at(L, c.value_unsafe(), where + ".children");
+  return d;
+}
 
-  // Rules
-  simdjson::dom::array rules;
-  if (auto e = root["rules"]; e.error() || e.get(rules)) L.fail("$.rules", "expected an array of rules");
-  std::set<std::string> names;
-  std::map<std::string, std::size_t> routes;
-  std::size_t index = 0;
-  for (auto item : rules) {
-    std::string where = "$.rules[" + std::to_string(index) + "]";
-    auto obj = L.object_at(item, where);
-    Rule r;
-    r.index = index;
-    if (auto n = obj["name"]; !n.error()) r.name = L.string_at(n.value_unsafe(), where + ".name");
-    if (r.name.empty() || !valid_capture_name(r.name)) L.fail(where + ".name", "each rule needs a \"name\" of a-z, 0-9 and _");
-    where += " (" + r.name + ")";
-    L.check_keys(obj, where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest", "roles",
-                              "rate_limit"});
-    if (!names.insert(r.name).second) L.fail(where + ".name", "another rule has this name; names must be unique");
+// What one doctype says of others: they exist and agree.
+void check_doctypes(const Loader& L, const std::map<std::string, Doctype, std::less<>>& doctypes) {
+  for (const auto& [name, d] : doctypes) {
+    std::string where = "$.doctypes[\"" + name + "\"]";
+    if (!d.parent.empty() && !doctypes.count(d.parent)) L.fail(where + ".parent", "names \"" + d.parent + "\", which is not in $.doctypes; add it");
+    if (!d.parent.empty() && d.is_submittable) L.fail(where + ".is_submittable", "a child table follows its parent's docstatus; remove it");
+    if (!d.allow_on_submit.empty() && !d.is_submittable)
+      L.fail(where + ".allow_on_submit", "only a submittable doctype (\"is_submittable\": true) has fields editable after submission");
+    for (const auto& [field, target] : d.links)
+      if (!doctypes.count(target))
+        L.fail(where + ".links." + field, "names \"" + target + "\", which is not in $.doctypes; add it or remove the link");
+    for (const auto& [field, child] : d.children) {
+      auto it = doctypes.find(child);
+      if (it == doctypes.end())
+        L.fail(where + ".children." + field, "names \"" + child + "\", which is not in $.doctypes; add it with \"parent\": \"" + name + "\"");
+      if (it->second.parent != name) L.fail(where + ".children." + field, "\"" + child + "\" must declare \"parent\": \"" + name + "\"");
+    }
+  }
+}
 
-    std::string method = "GET";
+// One rule being read: its JSON object and where it is, for every error message.
+struct RuleReader {
+  const Loader& L;
+  simdjson::dom::object obj;
+  std::string where;
+  std::string queries_dir;
+  Rule r;
+  std::set<std::string> captures;
+  std::string method;
+
+  void read_method() {
+    method = "GET";
     if (auto m = obj["method"]; !m.error()) method = L.string_at(m.value_unsafe(), where + ".method");
     if (method == "GET") r.method = http::Method::get;
     else if (method == "POST") r.method = http::Method::post;
     else if (method == "PUT") r.method = http::Method::put;
     else if (method == "DELETE") r.method = http::Method::delete_;
     else L.fail(where + ".method", "expected GET, POST, PUT or DELETE (got \"" + method + "\")");
+  }
 
+  void read_path() {
     if (auto p = obj["path"]; !p.error()) r.path = L.string_at(p.value_unsafe(), where + ".path");
     if (r.path.empty() || r.path[0] != '/' || r.path.find('?') != std::string::npos)
       L.fail(where + ".path", "expected a path template starting with '/', without a query (e.g. \"/api/resource/{doctype}/{name*}\")");
     if (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
-    std::set<std::string> captures;
     for (auto seg : split_path(r.path)) {
       if (!r.segments.empty() && r.segments.back().kind == Rule::Segment::Kind::rest)
         L.fail(where + ".path", "a {name*} capture must be the last segment");
@@ -408,38 +393,42 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
         r.segments.push_back({Rule::Segment::Kind::literal, std::string(seg)});
       }
     }
+  }
 
-    if (auto p = obj["params"]; !p.error()) {
-      auto params = L.object_at(p.value_unsafe(), where + ".params");
-      for (auto field : params) {
-        std::string pw = where + ".params." + std::string(field.key);
-        Param prm;
-        prm.name = std::string(field.key);
-        if (!valid_capture_name(prm.name)) L.fail(pw, "parameter names use a-z, 0-9 and _");
-        if (captures.count(prm.name)) L.fail(pw, "a path capture has the same name");
-        auto po = L.object_at(field.value, pw);
-        L.check_keys(po, pw, {"type", "required", "max_length"});
-        if (auto t = po["type"]; !t.error()) {
-          auto type = L.string_at(t.value_unsafe(), pw + ".type");
-          if (type == "string") prm.type = ParamType::string;
-          else if (type == "date") prm.type = ParamType::date;
-          else if (type == "int") prm.type = ParamType::integer;
-          else L.fail(pw + ".type", "expected \"string\", \"date\" or \"int\" (got \"" + type + "\")");
-        }
-        if (auto req = po["required"]; !req.error()) {
-          bool b;
-          if (req.get(b)) L.fail(pw + ".required", "expected true or false");
-          prm.required = b;
-        }
-        if (auto ml = po["max_length"]; !ml.error()) {
-          int64_t v;
-          if (ml.get(v) || v < 1 || v > 65535) L.fail(pw + ".max_length", "expected an integer 1..65535");
-          prm.max_length = static_cast<std::size_t>(v);
-        }
-        r.params.push_back(std::move(prm));
-      }
+  Param param_at(std::string_view name, simdjson::dom::element e) const {
+    std::string pw = where + ".params." + std::string(name);
+    Param prm;
+    prm.name = std::string(name);
+    if (!valid_capture_name(prm.name)) L.fail(pw, "parameter names use a-z, 0-9 and _");
+    if (captures.count(prm.name)) L.fail(pw, "a path capture has the same name");
+    auto po = L.object_at(e, pw);
+    L.check_keys(po, pw, {"type", "required", "max_length"});
+    if (auto t = po["type"]; !t.error()) {
+      auto type = L.string_at(t.value_unsafe(), pw + ".type");
+      if (type == "string") prm.type = ParamType::string;
+      else if (type == "date") prm.type = ParamType::date;
+      else if (type == "int") prm.type = ParamType::integer;
+      else L.fail(pw + ".type", "expected \"string\", \"date\" or \"int\" (got \"" + type + "\")");
     }
+    if (auto req = po["required"]; !req.error()) {
+      bool b;
+      if (req.get(b)) L.fail(pw + ".required", "expected true or false");
+      prm.required = b;
+    }
+    if (auto ml = po["max_length"]; !ml.error()) {
+      int64_t v;
+      if (ml.get(v) || v < 1 || v > 65535) L.fail(pw + ".max_length", "expected an integer 1..65535");
+      prm.max_length = static_cast<std::size_t>(v);
+    }
+    return prm;
+  }
 
+  void read_params() {
+    if (auto p = obj["params"]; !p.error())
+      for (auto field : L.object_at(p.value_unsafe(), where + ".params")) r.params.push_back(param_at(field.key, field.value));
+  }
+
+  void read_category_and_scope(const config::Config& cfg) {
     r.category = cfg.cache.default_category;
     if (auto c = obj["category"]; !c.error()) r.category = L.string_at(c.value_unsafe(), where + ".category");
     if (!cfg.cache.categories.count(r.category)) {
@@ -447,13 +436,14 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       for (const auto& [k, v] : cfg.cache.categories) list += (list.empty() ? "" : ", ") + k;
       L.fail(where + ".category", "unknown category \"" + r.category + "\"; use one of " + list + " or add it to cache.categories in " + cfg.source);
     }
-
     std::string scope = "user";
     if (auto s = obj["scope"]; !s.error()) scope = L.string_at(s.value_unsafe(), where + ".scope");
     if (scope == "shared") r.scope = Scope::shared;
     else if (scope == "user") r.scope = Scope::user;
     else L.fail(where + ".scope", "expected \"shared\" or \"user\" (got \"" + scope + "\")");
+  }
 
+  void read_access() {
     if (auto ro = obj["roles"]; !ro.error()) r.roles = L.strings_at(ro.value_unsafe(), where + ".roles");
     if (auto rl = obj["rate_limit"]; !rl.error()) {
       auto o = L.object_at(rl.value_unsafe(), where + ".rate_limit");
@@ -463,8 +453,7 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
         auto e = o[k];
         if (e.error()) return fallback;
         std::int64_t v;
-        if (e.get(v) || v < min || v > max)
-          L.fail(where + ".rate_limit." + k, "expected an integer " + std::to_string(min) + ".." + std::to_string(max));
+        if (e.get(v) || v < min || v > max) L.fail(where + ".rate_limit." + k, "expected an integer " + std::to_string(min) + ".." + std::to_string(max));
         return v;
       };
       q.limit = number("limit", 1, 1LL << 40, 0);
@@ -478,83 +467,147 @@ std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const conf
       if (g.get(b)) L.fail(where + ".allow_guest", "expected true or false");
       r.allow_guest = b;
     }
+  }
 
+  void read_resource_kind(const std::string& kind) {
+    if (!captures.count("doctype")) L.fail(where + ".path", "a resource rule needs a {doctype} capture");
+    struct K {
+      const char* name;
+      OriginKind kind;
+      http::Method method;
+      bool named;
+    };
+    static const K kinds[] = {{"doc", OriginKind::resource_doc, http::Method::get, true},
+                              {"list", OriginKind::resource_list, http::Method::get, false},
+                              {"insert", OriginKind::resource_insert, http::Method::post, false},
+                              {"update", OriginKind::resource_update, http::Method::put, true},
+                              {"delete", OriginKind::resource_delete, http::Method::delete_, true}};
+    const K* k = nullptr;
+    for (const auto& candidate : kinds)
+      if (kind == candidate.name) k = &candidate;
+    if (!k) L.fail(where + ".origin.resource", "expected \"doc\", \"list\", \"insert\", \"update\" or \"delete\" (got \"" + kind + "\")");
+    if (k->method != r.method) L.fail(where + ".method", std::string("a resource ") + k->name + " rule is " + method_name(k->method));
+    if (k->named && !captures.count("name")) L.fail(where + ".path", std::string("a resource ") + k->name + " rule needs a {name} or {name*} capture");
+    r.kind = k->kind;
+  }
+
+  void read_origin() {
     simdjson::dom::object origin;
     if (auto o = obj["origin"]; o.error() || o.get(origin))
       L.fail(where + ".origin", "expected {\"sql\": \"<query>\"} or {\"resource\": \"doc\"|\"list\"}");
     L.check_keys(origin, where + ".origin", {"sql", "resource"});
     if (auto s = origin["sql"]; !s.error()) {
-      r.origin = Origin::sql;
+      r.kind = OriginKind::sql;
       if (r.method != http::Method::get) L.fail(where + ".method", "named queries answer GET only");
       r.query = L.string_at(s.value_unsafe(), where + ".origin.sql");
       if (!valid_capture_name(r.query)) L.fail(where + ".origin.sql", "query names use a-z, 0-9 and _");
-      auto file = fs::path(set->queries_dir_) / (r.query + ".sql");
+      auto file = fs::path(queries_dir) / (r.query + ".sql");
       if (!fs::exists(file)) L.fail(where + ".origin.sql", "no query file " + file.string() + "; create it or fix the name");
     } else if (auto res = origin["resource"]; !res.error()) {
-      auto kind = L.string_at(res.value_unsafe(), where + ".origin.resource");
-      if (!captures.count("doctype")) L.fail(where + ".path", "a resource rule needs a {doctype} capture");
-      struct K {
-        const char* name;
-        Origin origin;
-        http::Method method;
-        bool named;
-      };
-      static const K kinds[] = {{"doc", Origin::resource_doc, http::Method::get, true},
-                                {"list", Origin::resource_list, http::Method::get, false},
-                                {"insert", Origin::resource_insert, http::Method::post, false},
-                                {"update", Origin::resource_update, http::Method::put, true},
-                                {"delete", Origin::resource_delete, http::Method::delete_, true}};
-      const K* k = nullptr;
-      for (const auto& candidate : kinds)
-        if (kind == candidate.name) k = &candidate;
-      if (!k) L.fail(where + ".origin.resource", "expected \"doc\", \"list\", \"insert\", \"update\" or \"delete\" (got \"" + kind + "\")");
-      if (k->method != r.method)
-        L.fail(where + ".method", std::string("a resource ") + k->name + " rule is " + method_name(k->method));
-      if (k->named && !captures.count("name")) L.fail(where + ".path", std::string("a resource ") + k->name + " rule needs a {name} or {name*} capture");
-      r.origin = k->origin;
+      read_resource_kind(L.string_at(res.value_unsafe(), where + ".origin.resource"));
     } else {
       L.fail(where + ".origin", "expected {\"sql\": \"<query>\"} or {\"resource\": \"doc\"|\"list\"}");
     }
+  }
 
-    if (auto t = obj["tags"]; !t.error()) {
-      auto tags = L.strings_at(t.value_unsafe(), where + ".tags");
-      for (std::size_t i = 0; i < tags.size(); ++i) {
-        std::string tw = where + ".tags[" + std::to_string(i) + "]";
-        TagTemplate tt;
-        std::string why;
-        if (!parse_tag_template(tags[i], tt, why)) L.fail(tw, why);
-        for (const auto& piece : tt.pieces) {
-          if (piece.kind != TagTemplate::Piece::Kind::value) continue;
-          bool known = captures.count(piece.text) ||
-                       std::any_of(r.params.begin(), r.params.end(), [&](const Param& p) { return p.name == piece.text; });
-          if (!known) {
-            std::string list;
-            for (const auto& c : captures) list += (list.empty() ? "" : ", ") + c;
-            for (const auto& p : r.params) list += (list.empty() ? "" : ", ") + p.name;
-            L.fail(tw, "{" + piece.text + "} is not a parameter or capture of this rule (it has: " +
-                           (list.empty() ? std::string("none") : list) + "); fix the name or add the parameter");
-          }
-          auto p = std::find_if(r.params.begin(), r.params.end(), [&](const Param& x) { return x.name == piece.text; });
-          if (p != r.params.end() && !p->required)
-            L.fail(tw, "{" + piece.text + "} is an optional parameter; tags may only use required ones");
-        }
-        r.tags.push_back(std::move(tt));
-      }
+  void check_tag_piece(const TagTemplate::Piece& piece, const std::string& tw) const {
+    if (piece.kind != TagTemplate::Piece::Kind::value) return;
+    bool known = captures.count(piece.text) || std::any_of(r.params.begin(), r.params.end(), [&](const Param& p) { return p.name == piece.text; });
+    if (!known) {
+      std::string list;
+      for (const auto& c : captures) list += (list.empty() ? "" : ", ") + c;
+      for (const auto& p : r.params) list += (list.empty() ? "" : ", ") + p.name;
+      L.fail(tw, "{" + piece.text + "} is not a parameter or capture of this rule (it has: " + (list.empty() ? std::string("none") : list) +
+                     "); fix the name or add the parameter");
     }
+    auto p = std::find_if(r.params.begin(), r.params.end(), [&](const Param& x) { return x.name == piece.text; });
+    if (p != r.params.end() && !p->required) L.fail(tw, "{" + piece.text + "} is an optional parameter; tags may only use required ones");
+  }
 
-    // The same method and path shape twice would make one rule unreachable.
-    std::string shape = method;
-    for (const auto& s : r.segments)
-      shape += "/" + (s.kind == Rule::Segment::Kind::literal ? s.text : (s.kind == Rule::Segment::Kind::rest ? "{*}" : "{}"));
+  void read_tags() {
+    auto t = obj["tags"];
+    if (t.error()) return;
+    auto tags = L.strings_at(t.value_unsafe(), where + ".tags");
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      std::string tw = where + ".tags[" + std::to_string(i) + "]";
+      TagTemplate tt;
+      std::string why;
+      if (!parse_tag_template(tags[i], tt, why)) L.fail(tw, why);
+      for (const auto& piece : tt.pieces) check_tag_piece(piece, tw);
+      r.tags.push_back(std::move(tt));
+    }
+  }
+
+  // The same method and path shape twice would make one rule unreachable.
+  std::string shape() const {
+    std::string s = method;
+    for (const auto& seg : r.segments)
+      s += "/" + (seg.kind == Rule::Segment::Kind::literal ? seg.text : (seg.kind == Rule::Segment::Kind::rest ? "{*}" : "{}"));
+    return s;
+  }
+};
+
+Rule rule_at(const Loader& L, simdjson::dom::element item, std::size_t index, const std::string& queries_dir, std::set<std::string>& names,
+             std::string& shape) {
+  const std::string where = "$.rules[" + std::to_string(index) + "]";
+  RuleReader R{L, L.object_at(item, where), where, queries_dir, {}, {}, {}};
+  R.r.index = index;
+  if (auto n = R.obj["name"]; !n.error()) R.r.name = L.string_at(n.value_unsafe(), R.where + ".name");
+  if (R.r.name.empty() || !valid_capture_name(R.r.name)) L.fail(R.where + ".name", "each rule needs a \"name\" of a-z, 0-9 and _");
+  R.where += " (" + R.r.name + ")";
+  L.check_keys(R.obj, R.where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest", "roles", "rate_limit"});
+  if (!names.insert(R.r.name).second) L.fail(R.where + ".name", "another rule has this name; names must be unique");
+  R.read_method();
+  R.read_path();
+  R.read_params();
+  R.read_category_and_scope(L.cfg);
+  R.read_access();
+  R.read_origin();
+  R.read_tags();
+  shape = R.shape();
+  return std::move(R.r);
+}
+
+}  // namespace
+
+std::shared_ptr<const RuleSet> RuleSet::load(const std::string& path, const config::Config& cfg, const OriginFactory& make_origin) {
+  const std::string text = read_file(path, cfg);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (auto err = parser.parse(text).get(doc)) throw ConfigError(path + ": not valid JSON (" + simdjson::error_message(err) + ")");
+
+  Loader L{path, cfg};
+  auto set = std::make_shared<RuleSet>();
+  set->source_ = path;
+  auto root = L.object_at(doc, "$");
+  L.check_keys(root, "$", {"queries_dir", "doctypes", "rules"});
+  set->queries_dir_ = queries_dir_at(L, root);
+
+  if (auto e = root["doctypes"]; !e.error()) {
+    for (auto field : L.object_at(e.value_unsafe(), "$.doctypes")) set->doctypes_.emplace(std::string(field.key), doctype_at(L, field.key, field.value));
+    check_doctypes(L, set->doctypes_);
+  }
+
+  simdjson::dom::array rules;
+  if (auto e = root["rules"]; e.error() || e.get(rules)) L.fail("$.rules", "expected an array of rules");
+  std::set<std::string> names;
+  std::map<std::string, std::size_t> routes;
+  for (auto item : rules) {
+    const std::size_t index = set->rules_.size();
+    std::string shape;
+    Rule r = rule_at(L, item, index, set->queries_dir_, names, shape);
     if (auto [it, fresh] = routes.emplace(shape, index); !fresh)
-      L.fail(where + ".path", "the same route as $.rules[" + std::to_string(it->second) + "] (" + set->rules_[it->second].name +
-                                  "); remove one of them");
+      L.fail("$.rules[" + std::to_string(index) + "] (" + r.name + ").path",
+             "the same route as $.rules[" + std::to_string(it->second) + "] (" + set->rules_[it->second].name + "); remove one of them");
     bool literal = std::all_of(r.segments.begin(), r.segments.end(), [](const Rule::Segment& s) { return s.kind == Rule::Segment::Kind::literal; });
     if (literal) set->exact_[static_cast<std::size_t>(r.method)].emplace(r.path, index);
     set->rules_.push_back(std::move(r));
-    ++index;
   }
   if (set->rules_.empty()) L.fail("$.rules", "no rules; pitstop would only pass requests through");
+  // The origins last: they may look at the whole set (doctypes, the queries' folder).
+  if (make_origin)
+    for (auto& r : set->rules_)
+      if (!is_write(r.kind)) r.origin = make_origin(r, *set);
   return set;
 }
 
@@ -614,14 +667,14 @@ const Rule* RuleSet::match(http::Method method, std::string_view path, Values& c
   return nullptr;
 }
 
-boost::system::result<std::string, RequestError> decode_path(std::string_view raw) {
+boost::system::result<std::string, http::Problem> decode_path(std::string_view raw) {
   std::string out = percent_decode(raw, false);
-  if (out.find('\0') != std::string::npos) return RequestError{400, "BadRequest", "The request path contains a NUL byte"};
-  if (!valid_utf8(out)) return RequestError{400, "BadRequest", "The request path is not valid UTF-8"};
+  if (out.find('\0') != std::string::npos) return http::Problem{400, "BadRequest", "The request path contains a NUL byte"};
+  if (!valid_utf8(out)) return http::Problem{400, "BadRequest", "The request path is not valid UTF-8"};
   return out;
 }
 
-boost::system::result<Values, RequestError> parse_query(std::string_view raw, std::size_t max_pairs) {
+boost::system::result<Values, http::Problem> parse_query(std::string_view raw, std::size_t max_pairs) {
   Values out;
   std::size_t count = 0;
   std::size_t start = 0;
@@ -630,14 +683,14 @@ boost::system::result<Values, RequestError> parse_query(std::string_view raw, st
     std::string_view pair = raw.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
     if (!pair.empty()) {
       if (++count > max_pairs)
-        return RequestError{400, "BadRequest", "More than " + std::to_string(max_pairs) + " query parameters"};
+        return http::Problem{400, "BadRequest", "More than " + std::to_string(max_pairs) + " query parameters"};
       auto eq = pair.find('=');
       std::string name = percent_decode(pair.substr(0, eq), true);
       std::string value = eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
       if (name.find('\0') != std::string::npos || value.find('\0') != std::string::npos)
-        return RequestError{400, "BadRequest", "A query parameter contains a NUL byte"};
+        return http::Problem{400, "BadRequest", "A query parameter contains a NUL byte"};
       if (!valid_utf8(name) || !valid_utf8(value))
-        return RequestError{400, "BadRequest", "A query parameter is not valid UTF-8"};
+        return http::Problem{400, "BadRequest", "A query parameter is not valid UTF-8"};
       if (!out.find(name)) out.items.emplace_back(std::move(name), std::move(value));
     }
     if (amp == std::string_view::npos) break;
@@ -646,7 +699,7 @@ boost::system::result<Values, RequestError> parse_query(std::string_view raw, st
   return out;
 }
 
-boost::system::result<Values, RequestError> bind_params(const Rule& rule, const Values& query) {
+boost::system::result<Values, http::Problem> bind_params(const Rule& rule, const Values& query) {
   Values out;
   for (const auto& p : rule.params) {
     const std::string* v = query.find(p.name);

@@ -18,6 +18,10 @@
 #include "proxy/config/config.hpp"
 #include "proxy/http/http.hpp"
 
+namespace pitstop::origin {
+class Origin;  // proxy/origin/origin.hpp: where a rule's answers come from
+}
+
 namespace pitstop::rules {
 
 // Name/value pairs in a fixed order (parameters as the rule lists them, captures in path order).
@@ -40,9 +44,10 @@ struct Param {
 };
 
 enum class Scope { shared, user };
-enum class Origin { sql, resource_doc, resource_list, resource_insert, resource_update, resource_delete };
-inline bool is_write(Origin o) {
-  return o == Origin::resource_insert || o == Origin::resource_update || o == Origin::resource_delete;
+// The rule's `origin` key: a named query, or one of Frappe's resource endpoints.
+enum class OriginKind { sql, resource_doc, resource_list, resource_insert, resource_update, resource_delete };
+inline bool is_write(OriginKind o) {
+  return o == OriginKind::resource_insert || o == OriginKind::resource_update || o == OriginKind::resource_delete;
 }
 
 // "customer:{customer}", "doc:{doctype}/{name}", "customer:{$.message.vehicle.customer}",
@@ -74,8 +79,11 @@ struct Rule {
   Scope scope = Scope::user;
   bool allow_guest = false;
   std::vector<TagTemplate> tags;
-  Origin origin = Origin::sql;
-  std::string query;  // Origin::sql: the named query (sql/queries/<query>.sql)
+  OriginKind kind = OriginKind::sql;
+  std::string query;  // OriginKind::sql: the named query (sql/queries/<query>.sql)
+  // Where its reads are answered from, built by the loader's OriginFactory (none for writes,
+  // which the write path applies, and when the rules are loaded without a factory).
+  std::shared_ptr<const origin::Origin> origin;
   std::vector<std::string> roles;  // any of these Frappe roles is required (none: any user)
   // Its own quota (a bucket of its own per identity), instead of the method class's.
   std::optional<config::RateLimit> rate_limit;
@@ -116,19 +124,16 @@ struct Doctype {
 // doctype:<DocType>, and the doctype's row tags over the row's columns.
 std::vector<std::string> row_tags(const Doctype& d, const Values& row);
 
-// A problem with a request, answered in Frappe's error shape.
-struct RequestError {
-  unsigned status = 400;
-  std::string exc_type;
-  std::string message;
-};
-[[noreturn]] void throw_exception_from_error(const RequestError& e, const boost::source_location& loc);
+
+class RuleSet;
+// Builds a read rule's origin once the whole set is loaded; throws config::ConfigError.
+using OriginFactory = std::function<std::shared_ptr<const origin::Origin>(const Rule&, const RuleSet&)>;
 
 class RuleSet {
  public:
   // Throws config::ConfigError naming the file, the JSON path (with the rule's index and name)
-  // and the fix.
-  static std::shared_ptr<const RuleSet> load(const std::string& path, const config::Config& cfg);
+  // and the fix. Without a factory, rules have no origin (enough to route and key requests).
+  static std::shared_ptr<const RuleSet> load(const std::string& path, const config::Config& cfg, const OriginFactory& make_origin = {});
 
   // The rule for a request, with its path captures. `path` is already percent-decoded.
   const Rule* match(http::Method method, std::string_view path, Values& captures) const;
@@ -153,14 +158,14 @@ class RuleSet {
 
 // Percent-decodes a request path as Frappe (werkzeug) does before routing ('+' stays '+').
 // Malformed escapes, NUL and invalid UTF-8 are refused.
-boost::system::result<std::string, RequestError> decode_path(std::string_view raw);
+boost::system::result<std::string, http::Problem> decode_path(std::string_view raw);
 // Parses a query string (application/x-www-form-urlencoded: '+' is a space). The first value of
 // a repeated name wins, as in Frappe's form_dict.
-boost::system::result<Values, RequestError> parse_query(std::string_view raw, std::size_t max_pairs = 100);
+boost::system::result<Values, http::Problem> parse_query(std::string_view raw, std::size_t max_pairs = 100);
 // The rule's parameters from the query: required ones present, each valid for its type and
 // normalised (dates YYYY-MM-DD, integers without leading zeros). Unknown parameters are ignored,
 // as Frappe ignores arguments a method does not take. Errors are 417 ValidationError.
-boost::system::result<Values, RequestError> bind_params(const Rule& rule, const Values& query);
+boost::system::result<Values, http::Problem> bind_params(const Rule& rule, const Values& query);
 
 // The cache key: site, rule, captures and parameters in a fixed order, `extra` (a canonical list
 // request), and the user for scope `user`. Separators cannot occur in decoded values (\x1f is
