@@ -161,161 +161,189 @@ asio::awaitable<void> Relay::run() {
     behind_ = false;
     co_await pass();
     if (!*running) break;
-    // A full page means more is waiting (an instance that was down, a burst of changes around
-    // pitstop): the next pass at once, after whatever else is queued on this thread. A row
-    // announced but not read yet: soon again, backing off to the interval.
-    auto next = interval_;
-    if (behind_) {
-      next = std::chrono::milliseconds(0);
-    } else if (wanted_ > scanned_) {
-      next = std::min(retry_, interval_);
-      retry_ *= 2;
-    } else {
-      retry_ = std::chrono::milliseconds(1);
-    }
-    timer_.expires_after(next);
+    timer_.expires_after(next_delay());
     co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }
 
+// A full page means more is waiting (an instance that was down, a burst of changes around
+// pitstop): the next pass at once, after whatever else is queued on this thread. A row
+// announced but not read yet: soon again, backing off to the interval.
+std::chrono::milliseconds Relay::next_delay() {
+  auto next = interval_;
+  if (behind_) {
+    next = std::chrono::milliseconds(0);
+  } else if (wanted_ > scanned_) {
+    next = std::min(retry_, interval_);
+    retry_ *= 2;
+  } else {
+    retry_ = std::chrono::milliseconds(1);
+  }
+  return next;
+}
+
 namespace {
+
 std::string sql_time(std::chrono::system_clock::time_point tp) { return log::utc_text(tp, ' ', 6, false); }
-}  // namespace
 
-asio::awaitable<std::size_t> Relay::pass() {
-  ++stats_.passes;
-  const auto started = std::chrono::steady_clock::now();
-  const auto timeout = pool_.query_timeout();
-  const std::string& site = invalidator_.site();
-  const db::Param site_param[] = {std::string_view(site)};
+constexpr const char* kColumns = "SELECT `id`, `tags`, `source`, `created`, `site`, `done` FROM `pitstop_outbox` ";
 
-  auto lease = co_await pool_.acquire();
-  if (!lease) co_return 0;
+// A pooled connection in a READ COMMITTED transaction; nullopt when there is none.
+asio::awaitable<std::optional<db::Lease>> begin_pass(db::Pool& pool) {
+  auto lease = co_await pool.acquire();
+  if (!lease) co_return std::nullopt;
   auto& c = **lease;
-  auto complain = [&](const db::Error& e) {
-    if (std::chrono::steady_clock::now() - last_complaint_ > std::chrono::minutes(1)) {
-      last_complaint_ = std::chrono::steady_clock::now();
-      // 1146: no such table.
-      log::warn("outbox relay: ", e.message, e.server_code == 1146 ? " (are sql/outbox.sql and sql/triggers.sql applied?)" : "");
-    }
-  };
+  const auto timeout = pool.query_timeout();
   // Read committed, and no locking read of the outbox anywhere: a locking read (or an INSERT …
   // SELECT from it) waits for the newest row's uncommitted transaction and, under repeatable
   // read, holds a gap lock that stalls every writer's outbox insert until that transaction ends.
   auto isolation = co_await c.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", timeout);
-  if (!isolation) co_return 0;
+  if (!isolation) co_return std::nullopt;
   auto begin = co_await c.query("START TRANSACTION", timeout);
-  if (!begin) co_return 0;
-  auto rollback = [&]() -> asio::awaitable<void> {
+  if (!begin) co_return std::nullopt;
+  co_return std::move(*lease);
+}
+
+}  // namespace
+
+// One pass: the connection that holds its transaction (and the cursor's row lock), and what it
+// has delivered so far.
+struct Relay::Pass {
+  db::Connection& c;
+  std::chrono::milliseconds timeout;
+  const std::string& site;
+  simdjson::dom::parser parser{};
+  std::string first_deliveries{};  // ids delivered for the first time: marked done at the end
+  std::size_t delivered = 0;
+  bool failed = false;
+  std::chrono::steady_clock::time_point page_read{};  // when the page was read (the holes it showed date from it)
+
+  asio::awaitable<void> rollback() {
     if (!c.broken()) co_await c.query("ROLLBACK", timeout);
-  };
-  auto top = co_await c.query("SELECT COALESCE(MAX(`id`), 0) FROM `pitstop_outbox`", timeout);
+  }
+};
+
+asio::awaitable<std::size_t> Relay::pass() {
+  ++stats_.passes;
+  const auto started = std::chrono::steady_clock::now();
+  auto lease = co_await begin_pass(pool_);
+  if (!lease) co_return 0;
+  Pass p{**lease, pool_.query_timeout(), invalidator_.site()};
+
+  auto top = co_await outbox_top(p);
+  if (!top) co_return 0;
+  const std::uint64_t target = std::stoull(*top);
+  auto cursor_id = co_await lock_cursor(p, *top, started);
+  if (!cursor_id) co_return 0;
+  // Ids at or below the cursor are settled, by this instance or another of the site.
+  if (scanned_ < *cursor_id) scanned_ = *cursor_id;
+  missing_.erase(missing_.begin(), missing_.upper_bound(*cursor_id));
+
+  if (!co_await deliver_late(p)) co_return 0;
+  if (!co_await deliver_page(p)) co_return 0;
+  expire_holes(p.page_read);
+  co_await move_cursor(p);
+
+  stats_.delivered += p.delivered;
+  // Caught up: everything that was in the outbox when this pass began is delivered.
+  if (!p.failed && scanned_ >= target && on_caught_up_) on_caught_up_(started);
+  if (p.failed)
+    log::warn("outbox relay: delivery failed; ", p.delivered, " row(s) delivered, the rest retried in ", interval_.count(), " ms");
+  co_await purge();
+  co_return p.delivered;
+}
+
+void Relay::complain(const db::Error& e) {
+  if (std::chrono::steady_clock::now() - last_complaint_ > std::chrono::minutes(1)) {
+    last_complaint_ = std::chrono::steady_clock::now();
+    // 1146: no such table.
+    log::warn("outbox relay: ", e.message, e.server_code == 1146 ? " (are sql/outbox.sql and sql/triggers.sql applied?)" : "");
+  }
+}
+
+// The newest outbox id as the database spells it: what this pass has to reach to be caught up.
+asio::awaitable<std::optional<std::string>> Relay::outbox_top(Pass& p) {
+  auto top = co_await p.c.query("SELECT COALESCE(MAX(`id`), 0) FROM `pitstop_outbox`", p.timeout);
   if (!top || top->rows.empty() || !top->rows[0][0]) {
     if (!top) complain(top.error());
-    co_await rollback();
-    co_return 0;
+    co_await p.rollback();
+    co_return std::nullopt;
   }
-  const std::string target_text = *top->rows[0][0];
-  const std::uint64_t target = std::stoull(target_text);
+  co_return *top->rows[0][0];
+}
+
+// The site's cursor, locked for the rest of the pass.
+asio::awaitable<std::optional<std::uint64_t>> Relay::lock_cursor(Pass& p, const std::string& top,
+                                                                 std::chrono::steady_clock::time_point started) {
+  const db::Param site_param[] = {std::string_view(p.site)};
   // Instances of one site take turns on its cursor.
-  auto cursor = co_await c.execute("SELECT `last_id` FROM `pitstop_outbox_cursor` WHERE `site` = ? FOR UPDATE", site_param, timeout);
+  auto cursor = co_await p.c.execute("SELECT `last_id` FROM `pitstop_outbox_cursor` WHERE `site` = ? FOR UPDATE", site_param, p.timeout);
   if (!cursor) {
     complain(cursor.error());
-    co_await rollback();
-    co_return 0;
+    co_await p.rollback();
+    co_return std::nullopt;
   }
   if (cursor->rows.empty() || !cursor->rows[0][0]) {
     // A new site starts at the end of the outbox: it has cached nothing older.
-    const db::Param init_params[] = {std::string_view(site), std::string_view(target_text)};
-    auto init = co_await c.execute("INSERT IGNORE INTO `pitstop_outbox_cursor` (`site`, `last_id`, `updated`) VALUES (?, ?, NOW(6))",
-                                   init_params, timeout);
+    const db::Param init_params[] = {std::string_view(p.site), std::string_view(top)};
+    auto init = co_await p.c.execute("INSERT IGNORE INTO `pitstop_outbox_cursor` (`site`, `last_id`, `updated`) VALUES (?, ?, NOW(6))",
+                                     init_params, p.timeout);
     if (!init) complain(init.error());
-    auto done = co_await c.query(init ? "COMMIT" : "ROLLBACK", timeout);
+    auto done = co_await p.c.query(init ? "COMMIT" : "ROLLBACK", p.timeout);
     if (init && done && on_caught_up_) on_caught_up_(started);
-    co_return 0;
+    co_return std::nullopt;
   }
-  const std::uint64_t cursor_id = std::stoull(*cursor->rows[0][0]);
-  // Ids at or below the cursor are settled, by this instance or another of the site.
-  if (scanned_ < cursor_id) scanned_ = cursor_id;
-  missing_.erase(missing_.begin(), missing_.upper_bound(cursor_id));
+  co_return std::stoull(*cursor->rows[0][0]);
+}
 
-  std::string first_deliveries;
-  std::size_t delivered = 0;
-  bool failed = false;
-  simdjson::dom::parser parser;
-  auto deliver_row = [&](const std::vector<std::optional<std::string>>& row) -> asio::awaitable<bool> {
-    const bool done = row[5] && *row[5] == "1";
-    // This site's own writes were delivered by their writer; the others' and the triggers'
-    // rows, and this site's undelivered ones (its writer died or Redis failed), are delivered.
-    if (done && row[4] && *row[4] == site) co_return true;
-    Event e;
-    e.id = "outbox:" + *row[0];
-    e.source = row[2] ? *row[2] : "";
-    e.time = row[3] ? *row[3] : "";
-    if (e.time.size() >= 19) {
-      e.time[10] = 'T';
-      e.time += 'Z';
-    }
-    simdjson::padded_string padded(*row[1]);
-    simdjson::dom::array tags;
-    if (!parser.parse(padded).get(tags)) {
-      for (auto t : tags) {
-        std::string_view s;
-        if (!t.get(s)) e.tags.emplace_back(s);  // NULL columns give null tags: nothing to drop
-      }
-    }
-    if (auto d = co_await invalidator_.deliver(e); d.ec) {
-      ++stats_.failures;
-      co_return false;
-    }
-    if (on_delivered_) on_delivered_(e);
-    ++delivered;
-    // `done` means "delivered to its writer's site": another site's row stays as it is, or its
-    // own relay would take it for delivered (to this site's Redis, not to its own).
-    const bool mine_or_trigger = !row[4] || *row[4] == site;
-    if (!done && mine_or_trigger) first_deliveries += (first_deliveries.empty() ? "" : ",") + *row[0];
-    co_return true;
-  };
-  static constexpr const char* kColumns = "SELECT `id`, `tags`, `source`, `created`, `site`, `done` FROM `pitstop_outbox` ";
-
-  // Ids are taken when a transaction inserts, visible when it commits: a row can appear behind
-  // rows already read. The holes seen so far are looked for again on every pass.
-  if (!missing_.empty()) {
-    std::string ids;
-    std::size_t n = 0;
-    for (auto it = missing_.begin(); it != missing_.end() && n < 1000; ++it, ++n) ids += (ids.empty() ? "" : ",") + std::to_string(it->first);
-    // The ids are integers of this process, not client data.
-    auto late = co_await c.query(kColumns + std::string("WHERE `id` IN (") + ids + ") ORDER BY `id`", timeout);
-    if (!late) {
-      complain(late.error());
-      co_await rollback();
-      co_return 0;
-    }
-    for (const auto& row : late->rows) {
-      if (!row[0] || !row[1]) continue;
-      if (!co_await deliver_row(row)) {
-        failed = true;
-        break;
-      }
-      missing_.erase(std::stoull(*row[0]));
-    }
+// Ids are taken when a transaction inserts, visible when it commits: a row can appear behind
+// rows already read. The holes seen so far are looked for again on every pass.
+asio::awaitable<bool> Relay::deliver_late(Pass& p) {
+  if (missing_.empty()) co_return true;
+  std::string ids;
+  std::size_t n = 0;
+  // Appended piecewise: `"," + std::to_string(…)` here trips GCC 12's -Wstringop-overflow.
+  for (auto it = missing_.begin(); it != missing_.end() && n < 1000; ++it, ++n) {
+    if (!ids.empty()) ids += ',';
+    ids += std::to_string(it->first);
   }
+  // The ids are integers of this process, not client data.
+  auto late = co_await p.c.query(kColumns + std::string("WHERE `id` IN (") + ids + ") ORDER BY `id`", p.timeout);
+  if (!late) {
+    complain(late.error());
+    co_await p.rollback();
+    co_return false;
+  }
+  for (const auto& row : late->rows) {
+    if (!row[0] || !row[1]) continue;
+    if (!co_await deliver_row(p, row)) {
+      p.failed = true;
+      break;
+    }
+    missing_.erase(std::stoull(*row[0]));
+  }
+  co_return true;
+}
+
+// The next page after the highest id read; the ids it skips become holes.
+asio::awaitable<bool> Relay::deliver_page(Pass& p) {
   const std::string after_text = std::to_string(scanned_);
   const db::Param after[] = {std::string_view(after_text)};
-  auto rows = co_await c.execute(kColumns + std::string("WHERE `id` > ? ORDER BY `id` LIMIT ") + std::to_string(kPage), after, timeout);
+  auto rows = co_await p.c.execute(kColumns + std::string("WHERE `id` > ? ORDER BY `id` LIMIT ") + std::to_string(kPage), after, p.timeout);
   if (!rows) {
     complain(rows.error());
-    co_await rollback();
-    co_return 0;
+    co_await p.rollback();
+    co_return false;
   }
   behind_ = rows->rows.size() >= kPage;
   const auto now = std::chrono::steady_clock::now();
+  p.page_read = now;
   for (const auto& row : rows->rows) {
-    if (failed) break;
+    if (p.failed) break;
     if (!row[0] || !row[1]) continue;
     const std::uint64_t id = std::stoull(*row[0]);
-    if (!co_await deliver_row(row)) {
-      failed = true;
+    if (!co_await deliver_row(p, row)) {
+      p.failed = true;
       break;
     }
     // The ids skipped on the way are transactions not committed yet, or rolled back.
@@ -329,8 +357,48 @@ asio::awaitable<std::size_t> Relay::pass() {
     }
     scanned_ = id;
   }
-  // A hole older than the grace is a rolled-back transaction (or one so long that its writes
-  // are older than the caches' answers would be anyway).
+  co_return true;
+}
+
+// One outbox row (id, tags, source, created, site, done) to Redis, unless it is this site's own
+// and already delivered; false when the delivery failed.
+asio::awaitable<bool> Relay::deliver_row(Pass& p, const Row& row) {
+  const bool done = row[5] && *row[5] == "1";
+  // This site's own writes were delivered by their writer; the others' and the triggers'
+  // rows, and this site's undelivered ones (its writer died or Redis failed), are delivered.
+  if (done && row[4] && *row[4] == p.site) co_return true;
+  Event e;
+  e.id = "outbox:" + *row[0];
+  e.source = row[2] ? *row[2] : "";
+  e.time = row[3] ? *row[3] : "";
+  if (e.time.size() >= 19) {
+    e.time[10] = 'T';
+    e.time += 'Z';
+  }
+  simdjson::padded_string padded(*row[1]);
+  simdjson::dom::array tags;
+  if (!p.parser.parse(padded).get(tags)) {
+    for (auto t : tags) {
+      std::string_view s;
+      if (!t.get(s)) e.tags.emplace_back(s);  // NULL columns give null tags: nothing to drop
+    }
+  }
+  if (auto d = co_await invalidator_.deliver(e); d.ec) {
+    ++stats_.failures;
+    co_return false;
+  }
+  if (on_delivered_) on_delivered_(e);
+  ++p.delivered;
+  // `done` means "delivered to its writer's site": another site's row stays as it is, or its
+  // own relay would take it for delivered (to this site's Redis, not to its own).
+  const bool mine_or_trigger = !row[4] || *row[4] == p.site;
+  if (!done && mine_or_trigger) p.first_deliveries += (p.first_deliveries.empty() ? "" : ",") + *row[0];
+  co_return true;
+}
+
+// A hole older than the grace is a rolled-back transaction (or one so long that its writes
+// are older than the caches' answers would be anyway).
+void Relay::expire_holes(std::chrono::steady_clock::time_point now) {
   std::size_t expired = 0;
   for (auto it = missing_.begin(); it != missing_.end();) {
     if (now - it->second > gap_grace_) {
@@ -341,35 +409,37 @@ asio::awaitable<std::size_t> Relay::pass() {
     }
   }
   if (expired) log::debug("outbox relay: ", expired, " outbox id(s) never committed within ", gap_grace_.count(), " s: rolled back");
+}
+
+// The cursor to below the oldest hole, this site's first deliveries marked done, and the end of
+// the transaction; any of it failing marks the pass failed.
+asio::awaitable<void> Relay::move_cursor(Pass& p) {
   const std::uint64_t last = missing_.empty() ? scanned_ : missing_.begin()->first - 1;
   const std::string last_text = std::to_string(last);
-  const db::Param move[] = {std::string_view(last_text), std::string_view(site)};
-  auto moved = co_await c.execute("UPDATE `pitstop_outbox_cursor` SET `last_id` = ?, `updated` = NOW(6) WHERE `site` = ?", move, timeout);
-  if (!moved) failed = true;
-  if (!first_deliveries.empty()) {
+  const db::Param move[] = {std::string_view(last_text), std::string_view(p.site)};
+  auto moved = co_await p.c.execute("UPDATE `pitstop_outbox_cursor` SET `last_id` = ?, `updated` = NOW(6) WHERE `site` = ?", move, p.timeout);
+  if (!moved) p.failed = true;
+  if (!p.first_deliveries.empty()) {
     // The ids are the table's own integers, not client data.
     // By primary key only, the order in which a writer's own UPDATE takes its locks; done_at
     // is assigned before done, so it sees the old value.
-    auto u = co_await c.query("UPDATE `pitstop_outbox` SET `done_at` = IF(`done` = 1, `done_at`, NOW(6)), `done` = 1 WHERE `id` IN (" +
-                                  first_deliveries + ")",
-                              timeout);
-    if (!u) failed = true;
+    auto u = co_await p.c.query("UPDATE `pitstop_outbox` SET `done_at` = IF(`done` = 1, `done_at`, NOW(6)), `done` = 1 WHERE `id` IN (" +
+                                    p.first_deliveries + ")",
+                                p.timeout);
+    if (!u) p.failed = true;
   }
-  auto commit = co_await c.query(failed && !moved ? "ROLLBACK" : "COMMIT", timeout);
-  if (!commit) failed = true;
-  stats_.delivered += delivered;
-  // Caught up: everything that was in the outbox when this pass began is delivered.
-  if (!failed && scanned_ >= target && on_caught_up_) on_caught_up_(started);
-  if (failed) log::warn("outbox relay: delivery failed; ", delivered, " row(s) delivered, the rest retried in ", interval_.count(), " ms");
+  auto commit = co_await p.c.query(p.failed && !moved ? "ROLLBACK" : "COMMIT", p.timeout);
+  if (!commit) p.failed = true;
+}
 
-  // Delivered rows are kept a while for inspection, then purged in small batches.
+// Delivered rows are kept a while for inspection, then purged in small batches.
+asio::awaitable<void> Relay::purge() {
   if (const auto t = std::chrono::steady_clock::now(); t - last_purge_ > std::chrono::minutes(1)) {
     last_purge_ = t;
     const std::string cutoff = sql_time(std::chrono::system_clock::now() - retention_);
     const db::Param p[] = {std::string_view(cutoff)};
     co_await pool_.execute("DELETE FROM `pitstop_outbox` WHERE `created` < ? LIMIT 5000", p, false);
   }
-  co_return delivered;
 }
 
 }  // namespace pitstop::invalidation

@@ -118,7 +118,24 @@ class Relay {
  private:
   static constexpr std::size_t kMaxHoles = 100000;
   static constexpr std::size_t kPage = 500;  // outbox rows read per pass
+  using Row = std::vector<std::optional<std::string>>;
+  struct Pass;  // one pass's transaction and what it delivered (invalidation.cpp)
+
   boost::asio::awaitable<void> run();
+  std::chrono::milliseconds next_delay();
+  // The steps of a pass, in order. A step that returns nullopt or false has ended the pass: its
+  // transaction is rolled back (or, for a new site's cursor, committed).
+  boost::asio::awaitable<std::optional<std::string>> outbox_top(Pass& p);
+  boost::asio::awaitable<std::optional<std::uint64_t>> lock_cursor(Pass& p, const std::string& top,
+                                                                   std::chrono::steady_clock::time_point started);
+  boost::asio::awaitable<bool> deliver_late(Pass& p);
+  boost::asio::awaitable<bool> deliver_page(Pass& p);
+  boost::asio::awaitable<bool> deliver_row(Pass& p, const Row& row);
+  void expire_holes(std::chrono::steady_clock::time_point now);
+  boost::asio::awaitable<void> move_cursor(Pass& p);
+  boost::asio::awaitable<void> purge();
+  void complain(const db::Error& e);
+
   boost::asio::io_context& ioc_;
   db::Pool& pool_;
   Invalidator& invalidator_;
