@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "proxy/config/config.hpp"
+#include "proxy/origin/frappe_values.hpp"
 #include "proxy/origin/kinds.hpp"
 
 namespace pitstop::origin {
@@ -331,9 +332,7 @@ asio::awaitable<result<Answer, http::Problem>> run_named_query(db::Pool& pool, c
     if (s.required_doctype.empty()) continue;
     const std::string* v = params.find(s.required_param);
     named.push_back(v);
-    std::string table = "`tab";
-    for (char ch : s.required_doctype) table += ch == '`' ? std::string("``") : std::string(1, ch);
-    sql.push_back({"SELECT `name` FROM " + table + "` WHERE `name` = ?", {v ? *v : std::string()}});
+    sql.push_back({"SELECT `name` FROM " + frappe::quote_ident("tab" + s.required_doctype) + " WHERE `name` = ?", {v ? *v : std::string()}});
   }
   auto ran = co_await run_statements(pool, sql);
   if (!ran) co_return ran.error();

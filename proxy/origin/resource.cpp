@@ -1,4 +1,5 @@
 #include "proxy/log/log.hpp"
+#include "proxy/origin/frappe_values.hpp"
 #include "proxy/origin/kinds.hpp"
 
 namespace pitstop::origin {
@@ -39,23 +40,13 @@ asio::awaitable<result<std::shared_ptr<const Catalog>, http::Problem>> load_cata
 
 namespace {
 
-std::string quoted(std::string_view ident) {
-  std::string out = "`";
-  for (char c : ident) {
-    if (c == '`') out += "``";
-    else out.push_back(c);
-  }
-  out += '`';
-  return out;
-}
-
 std::string select_all(const TableMeta& t) {
   std::string sql = "SELECT ";
   for (std::size_t i = 0; i < t.columns.size(); ++i) {
     if (i) sql += ", ";
-    sql += quoted(t.columns[i].name);
+    sql += frappe::quote_ident(t.columns[i].name);
   }
-  sql += " FROM " + quoted(t.table);
+  sql += " FROM " + frappe::quote_ident(t.table);
   return sql;
 }
 

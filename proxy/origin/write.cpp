@@ -12,6 +12,8 @@
 
 #include "proxy/origin/origin.hpp"
 #include "proxy/origin/write.hpp"
+
+#include "proxy/origin/frappe_values.hpp"
 #include "proxy/json/writer.hpp"
 #include "proxy/log/log.hpp"
 
@@ -24,16 +26,6 @@ namespace {
 
 http::Problem invalid(std::string message, const char* exc_type = "ValidationError") {
   return http::Problem{417, exc_type, std::move(message), false};
-}
-
-std::string ident(std::string_view name) {
-  std::string out = "`";
-  for (char c : name) {
-    if (c == '`') out += "``";
-    else out.push_back(c);
-  }
-  out += '`';
-  return out;
 }
 
 // The server's clock, as Frappe's now(): "YYYY-MM-DD HH:MM:SS.ffffff".
@@ -368,7 +360,7 @@ asio::awaitable<void> check_links(Tx& tx, const rules::RuleSet& rules, const rul
     const rules::Doctype* td = rules.doctype(target);
     if (!td) continue;
     const std::string value = **v;
-    auto r = co_await tx.exec("SELECT `name` FROM " + ident(td->table) + " WHERE `name` = ?", value);
+    auto r = co_await tx.exec("SELECT `name` FROM " + frappe::quote_ident(td->table) + " WHERE `name` = ?", value);
     if (r && r->rows.empty()) refusal = http::Problem{417, "LinkValidationError", "Could not find " + target + ": " + value, false};
     else if (r && r->rows[0][0] && *r->rows[0][0] != value) row.set(field, *r->rows[0][0]);
   }
@@ -380,15 +372,15 @@ asio::awaitable<void> set_children_docstatus(Tx& tx, const Catalog& catalog, con
   for (const auto& [field, child] : d.children) {
     const TableMeta* ct = catalog.table(child);
     if (!ct || !ct->find("docstatus") || tx.error || !rules.doctype(child)) continue;
-    co_await tx.exec("UPDATE " + ident(ct->table) + " SET `docstatus` = ? WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?",
+    co_await tx.exec("UPDATE " + frappe::quote_ident(ct->table) + " SET `docstatus` = ? WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?",
                      std::to_string(docstatus), parent, d.name, field);
   }
 }
 
 std::string select_sql(const TableMeta& t) {
   std::string sql = "SELECT ";
-  for (std::size_t i = 0; i < t.columns.size(); ++i) sql += (i ? ", " : "") + ident(t.columns[i].name);
-  return sql + " FROM " + ident(t.table);
+  for (std::size_t i = 0; i < t.columns.size(); ++i) sql += (i ? ", " : "") + frappe::quote_ident(t.columns[i].name);
+  return sql + " FROM " + frappe::quote_ident(t.table);
 }
 
 rules::Values to_values(const db::ResultSet& r, std::size_t row) {
@@ -569,11 +561,11 @@ std::pair<std::string, std::vector<std::optional<std::string>>> insert_sql(const
   std::vector<std::optional<std::string>> values;
   for (const auto& [k, v] : row.values) {
     if (!t.find(k)) continue;
-    cols += (cols.empty() ? "" : ", ") + ident(k);
+    cols += (cols.empty() ? "" : ", ") + frappe::quote_ident(k);
     marks += marks.empty() ? "?" : ", ?";
     values.push_back(v);
   }
-  return {"INSERT INTO " + ident(t.table) + " (" + cols + ") VALUES (" + marks + ")", std::move(values)};
+  return {"INSERT INTO " + frappe::quote_ident(t.table) + " (" + cols + ") VALUES (" + marks + ")", std::move(values)};
 }
 
 std::string tags_json(const std::vector<std::string>& tags) {
@@ -738,7 +730,7 @@ class Attempt {
         continue;
       }
       if (old_children) add_tags(*cd, *old_children);
-      co_await tx_.exec("DELETE FROM " + ident(ct->table) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?", final_name_,
+      co_await tx_.exec("DELETE FROM " + frappe::quote_ident(ct->table) + " WHERE `parent` = ? AND `parenttype` = ? AND `parentfield` = ?", final_name_,
                         d.name, field);
     }
     std::erase_if(parsed_.children, [&](const ChildRows& c) { return std::find(kept.begin(), kept.end(), c.field) != kept.end(); });
@@ -750,8 +742,8 @@ class Attempt {
     for (const auto& [other_name, other] : in_.rules.doctypes()) {
       for (const auto& [field, target] : other.links) {
         if (target != d.name || failed()) continue;
-        auto r = co_await tx_.exec("SELECT " + std::string(other.parent.empty() ? "`name`" : "`parent`") + " FROM " + ident(other.table) +
-                                       " WHERE " + ident(field) + " = ? LIMIT 1",
+        auto r = co_await tx_.exec("SELECT " + std::string(other.parent.empty() ? "`name`" : "`parent`") + " FROM " + frappe::quote_ident(other.table) +
+                                       " WHERE " + frappe::quote_ident(field) + " = ? LIMIT 1",
                                    final_name_);
         if (r && !r->rows.empty() && r->rows[0][0]) {
           const std::string& shown = other.parent.empty() ? other_name : other.parent;
@@ -766,7 +758,7 @@ class Attempt {
   asio::awaitable<void> delete_row() {
     if (failed()) co_return;
     co_await refuse_if_linked();
-    if (!failed()) co_await tx_.exec("DELETE FROM " + ident(in_.table.table) + " WHERE `name` = ?", final_name_);
+    if (!failed()) co_await tx_.exec("DELETE FROM " + frappe::quote_ident(in_.table.table) + " WHERE `name` = ?", final_name_);
   }
 
   asio::awaitable<void> update_row() {
@@ -776,7 +768,7 @@ class Attempt {
     std::vector<std::optional<std::string>> values;
     for (const auto& [k, v] : parsed_.row.values) {
       if (k == "name" || !in_.table.find(k)) continue;
-      sets += ident(k) + " = ?, ";
+      sets += frappe::quote_ident(k) + " = ?, ";
       values.push_back(v);
     }
     if (docstatus_ != stored_status_ && in_.table.find("docstatus")) {
@@ -788,7 +780,7 @@ class Attempt {
     values.emplace_back(in_.user);
     values.emplace_back(final_name_);
     if (refusal_) co_return;
-    co_await tx_.exec_v("UPDATE " + ident(in_.table.table) + " SET " + sets + " WHERE `name` = ?", values);
+    co_await tx_.exec_v("UPDATE " + frappe::quote_ident(in_.table.table) + " SET " + sets + " WHERE `name` = ?", values);
     // Rows the body did not replace follow the parent's docstatus too.
     if (docstatus_ != stored_status_) co_await set_children_docstatus(tx_, in_.catalog, in_.rules, in_.d, final_name_, docstatus_);
   }
