@@ -60,6 +60,7 @@ class RuleSource final : public cache::Source {
     out.body = std::move(got->body);
     out.tags = std::move(got->tags);
     out.variant = got->variant;
+    out.no_store = got->no_store;
     co_return out;
   }
 
@@ -68,6 +69,17 @@ class RuleSource final : public cache::Source {
   const rules::Rule& rule_;
   origin::Ask ask_;
 };
+
+// What the http origin asks the ERP with: the request as the client sent it.
+origin::Ask::Sent sent_as(const http::Request& req) {
+  origin::Ask::Sent s;
+  s.path = std::string(req.path());
+  s.host = std::string(req.header("Host"));
+  s.authorization = std::string(req.header(http::Request::Field::authorization));
+  s.cookie = std::string(req.header(http::Request::Field::cookie));
+  s.accept_language = std::string(req.header("Accept-Language"));
+  return s;
+}
 
 std::string method_class(http::Method m) {
   switch (m) {
@@ -159,6 +171,39 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
   response.set_header("Cache-Control", "private, no-cache");
   response.set_header("Vary", "Cookie, Authorization");
   co_return response;
+}
+
+bool Router::relays(const http::Request& head) const {
+  if (!worker_.config().upstream.enabled()) return false;
+  const auto raw_path = head.path();
+  if (raw_path == "/healthz" || raw_path == "/readyz") return false;
+  // A path pitstop cannot decode is answered here (400), as before an upstream existed.
+  auto path = rules::decode_path(raw_path);
+  if (!path) return false;
+  rules::Values captures;
+  return worker_.shared().rules->match(head.method(), *path, captures) == nullptr;
+}
+
+// Relayed requests are limited like any other, but credentials are the ERP's business: the
+// identity is the one verified within auth.identity_ttl if there is one (a keyed hash), else
+// the client's address. Nothing is refused for what the credentials say.
+asio::awaitable<http::Passage> Router::pass(const http::Request& head) {
+  http::Passage out;
+  auto& shared = worker_.shared();
+  const auto peer = head.peer().address();
+  const std::string peer_text = peer.to_string();
+  const auto xff = head.header(http::Request::Field::x_forwarded_for);
+  out.forwarded_for = shared.trusted_proxies.trusted(peer) && !xff.empty() ? std::string(xff) + ", " + peer_text : peer_text;
+  std::string_view cookies[8];
+  const std::size_t nc = std::min<std::size_t>(head.headers(http::Request::Field::cookie, cookies, 8), 8);
+  std::string_view authorization[1];
+  const std::size_t na = head.headers(http::Request::Field::authorization, authorization, 1);
+  auth::IdentityPtr identity;
+  if (auto p = auth::presented(authorization, std::min<std::size_t>(na, 1), cookies, nc)) identity = worker_.verifier().remembered(p->authorization, p->sid);
+  if (!identity) identity = worker_.verifier().guest();
+  Limited limited = co_await limit(head, nullptr, *identity);
+  if (limited.refusal) out.refusal = std::move(limited.refusal);
+  co_return out;
 }
 
 asio::awaitable<http::Response> Router::health(const http::Request& req) {
@@ -256,7 +301,9 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   cache::Read read;
   read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user);
   read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
-  read.source = std::make_shared<RuleSource>(worker_, rule, origin::Ask{std::move(m.captures), std::move(*params), std::move(*query), *identified});
+  origin::Ask ask{std::move(m.captures), std::move(*params), std::move(*query), *identified, {}};
+  if (rule.kind == rules::OriginKind::http) ask.sent = sent_as(req);
+  read.source = std::make_shared<RuleSource>(worker_, rule, std::move(ask));
   co_return co_await serve(std::move(read), req);
 }
 

@@ -44,6 +44,7 @@ auth::Settings auth_settings(const config::Config& c) {
   s.session_expiry = c.auth.session_expiry;
   s.identity_ttl = c.auth.identity_ttl;
   s.failure_ttl = c.auth.failure_ttl;
+  s.from_upstream = c.auth.source == "upstream";
   return s;
 }
 }  // namespace
@@ -67,7 +68,9 @@ Worker::Worker(Shared& shared, int index)
       limiter_(queue_, shared.local_limiter,
                limits::Settings{shared.cfg.site, shared.cfg.limiting.fail_closed, shared.cfg.limiting.local_shortcut}),
       router_(*this),
-      listener_(ioc_, http_settings(shared.cfg), router_) {
+      upstream_(shared.cfg.upstream.enabled() ? std::make_unique<upstream::Pool>(ioc_, shared.cfg.upstream) : nullptr),
+      listener_(ioc_, http_settings(shared.cfg), router_, upstream_.get()) {
+  verifier_.set_upstream(upstream_.get());
   if (index_ == 0) {
     events_ = std::make_unique<redis::Client>(ioc_, shared.cfg.redis_queue, "events");
     membership_ = std::make_unique<invalidation::Membership>(ioc_, queue_, *events_, invalidator_.names(), shared.instance,
@@ -88,6 +91,11 @@ Worker::Worker(Shared& shared, int index)
         // On the watch's thread: the relay is this worker's.
         [this](std::uint64_t up_to) { asio::post(ioc_, [this, up_to] { relay_->wake(up_to); }); });
     shared.binlog = binlog_.get();
+    if (!shared.cfg.erp.events_redis_url.empty()) {
+      erp_events_client_ = std::make_unique<redis::Client>(ioc_, shared.cfg.erp.events_redis, "erp-events");
+      erp_events_ = std::make_unique<invalidation::ErpEvents>(ioc_, *erp_events_client_, invalidator_, shared.cfg.site,
+                                                              [this] { shared_.l1.clear(); });
+    }
   }
 }
 
@@ -118,6 +126,8 @@ void Worker::start() {
     if (membership_) membership_->start();
     if (relay_) relay_->start();
     if (binlog_) binlog_->start();
+    if (erp_events_client_) erp_events_client_->start();
+    if (erp_events_) erp_events_->start();
     listener_.start();
     ioc_.run();
   });
@@ -135,10 +145,13 @@ void Worker::drain(std::function<void()> done) {
 void Worker::shutdown() {
   asio::post(ioc_, [this] {
     listener_.abort_all();
+    if (upstream_) upstream_->close_idle();
     if (binlog_) binlog_->stop();
     if (relay_) relay_->stop();
     if (membership_) membership_->stop();
     if (events_) events_->stop();
+    if (erp_events_) erp_events_->stop();
+    if (erp_events_client_) erp_events_client_->stop();
     if (erp_) erp_->stop();
     cache_.stop();
     queue_.stop();

@@ -16,10 +16,12 @@
 #include "proxy/db/db.hpp"
 #include "proxy/http/http.hpp"
 #include "proxy/invalidation/binlog.hpp"
+#include "proxy/invalidation/erp_events.hpp"
 #include "proxy/invalidation/invalidation.hpp"
 #include "proxy/limits/limits.hpp"
 #include "proxy/origin/origin.hpp"
 #include "proxy/redis/client.hpp"
+#include "proxy/upstream/upstream.hpp"
 
 namespace pitstop::app {
 
@@ -29,6 +31,8 @@ class Router : public http::Handler {
  public:
   explicit Router(Worker& worker) : worker_(worker) {}
   boost::asio::awaitable<http::Response> handle(const http::Request& request) override;
+  bool relays(const http::Request& head) const override;
+  boost::asio::awaitable<http::Passage> pass(const http::Request& head) override;
 
  private:
   struct Matched {
@@ -80,6 +84,7 @@ class Worker final : public origin::Context {
   // Worker 0 only: the lease, the pings and the subscription (nullptr elsewhere).
   const invalidation::Membership* membership() const { return membership_.get(); }
   limits::Limiter& limiter() { return limiter_; }
+  const upstream::Pool* upstream_pool() const { return upstream_.get(); }
   http::Listener& listener() { return listener_; }
   bool draining() const { return draining_; }
 
@@ -87,6 +92,7 @@ class Worker final : public origin::Context {
   boost::asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, http::Problem>> catalog() override;
   const rules::RuleSet& rules() const override { return *shared_.rules; }
   origin::ListLimits list_limits() const override;
+  http::Upstream* upstream() override { return upstream_.get(); }
 
   // After a write or a delivered event: drop this instance's L1 entries of the tags, now.
   void invalidate_locally(const std::vector<std::string>& tags);
@@ -120,8 +126,13 @@ class Worker final : public origin::Context {
   std::unique_ptr<invalidation::Membership> membership_;
   std::unique_ptr<invalidation::Relay> relay_;
   std::unique_ptr<invalidation::BinlogWatch> binlog_;
+  // Worker 0, with erp.events_redis_url: the ERP's own events as invalidations.
+  std::unique_ptr<redis::Client> erp_events_client_;
+  std::unique_ptr<invalidation::ErpEvents> erp_events_;
   std::shared_ptr<const origin::Catalog> catalog_;
   Router router_;
+  // Only with upstream.url: the ERP that what no rule answers is relayed to.
+  std::unique_ptr<upstream::Pool> upstream_;
   http::Listener listener_;
   std::thread thread_;
   bool draining_ = false;

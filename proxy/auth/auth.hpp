@@ -20,7 +20,7 @@
 
 #include "proxy/config/config.hpp"
 #include "proxy/db/db.hpp"
-#include "proxy/http/problem.hpp"
+#include "proxy/http/http.hpp"
 #include "proxy/limits/limits.hpp"
 
 struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX
@@ -81,6 +81,7 @@ struct Settings {
   std::chrono::seconds identity_ttl{30};
   std::chrono::seconds failure_ttl{5};
   std::size_t cache_entries = 10000;
+  bool from_upstream = false;  // auth.source "upstream": the ERP says who a credential is
 };
 
 using IdentityPtr = std::shared_ptr<const Identity>;
@@ -120,6 +121,8 @@ class Verifier {
  public:
   // `failures` (optional) limits how often a client may present credentials that fail.
   Verifier(db::Pool& pool, Settings settings, FailureBudget* failures = nullptr);
+  // The ERP to ask when settings.from_upstream (set before the first request).
+  void set_upstream(http::Upstream* upstream) { upstream_ = upstream; }
 
   // The identity of a request, as Frappe decides it: a live session is the user, an API key
   // beside it must still be valid (a Bearer token beside it wins); without a live session the
@@ -130,6 +133,10 @@ class Verifier {
   // more than the hit).
   boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> identify(std::string_view authorization, std::string_view sid,
                                                                                std::function<std::string()> client = {});
+
+  // The identity verified for these credentials within auth.identity_ttl, without asking the
+  // database: nullptr when there is none (never verified, refused, or expired).
+  IdentityPtr remembered(std::string_view authorization, std::string_view sid) const;
 
   struct Stats {
     std::uint64_t lookups = 0;    // database lookups
@@ -144,6 +151,9 @@ class Verifier {
   boost::asio::awaitable<boost::system::result<Identity, Failure>> verify(const Credential& c);
   boost::asio::awaitable<boost::system::result<std::vector<std::string>, Failure>> roles_of(const std::string& user);
   boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> decide(const RequestCredentials& creds);
+  // auth.source "upstream": the ERP's own answer for these credentials.
+  boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> ask_erp(const RequestCredentials& creds, std::string_view authorization,
+                                                                             std::string_view sid);
   boost::asio::awaitable<boost::system::result<IdentityPtr, Failure>> resolve(std::string_view authorization, std::string_view sid,
                                                                               std::string_view client);
 
@@ -169,6 +179,7 @@ class Verifier {
   boost::asio::awaitable<void> refresh(Key key, std::string authorization, std::string sid);
   void remember(const Key& key, const boost::system::result<IdentityPtr, Failure>& r, std::chrono::steady_clock::time_point now);
   db::Pool& pool_;
+  http::Upstream* upstream_ = nullptr;
   Settings settings_;
   FailureBudget* failures_;
   std::optional<Fernet> fernet_;

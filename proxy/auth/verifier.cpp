@@ -15,6 +15,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <simdjson.h>
+
 #include "proxy/auth/auth.hpp"
 #include "proxy/auth/base64.hpp"
 #include "proxy/log/log.hpp"
@@ -251,6 +253,13 @@ asio::awaitable<result<IdentityPtr, Failure>> Verifier::identify(std::string_vie
   co_return r;
 }
 
+IdentityPtr Verifier::remembered(std::string_view authorization, std::string_view sid) const {
+  if (authorization.empty() && (sid.empty() || sid == "Guest")) return nullptr;
+  auto it = cache_.find(key_of(authorization, sid));
+  if (it == cache_.end() || it->second.expires <= std::chrono::steady_clock::now()) return nullptr;
+  return it->second.identity;
+}
+
 asio::awaitable<void> Verifier::refresh(Key key, std::string authorization, std::string sid) {
   const auto now = std::chrono::steady_clock::now();
   // Already verified once: a background check is not a guess and spends no budget.
@@ -296,7 +305,10 @@ asio::awaitable<result<IdentityPtr, Failure>> Verifier::resolve(std::string_view
       co_return *refusal;
     }
   }
-  auto r = co_await decide(creds);
+  // Not a conditional expression: g++ 12 miscompiles co_await inside one.
+  result<IdentityPtr, Failure> r = guest_;
+  if (settings_.from_upstream) r = co_await ask_erp(creds, authorization, sid);
+  else r = co_await decide(creds);
   const bool failed = r ? (*r)->session_expired : r.error().status == 401;
   if (budgeted && failed) failures_->failed(client, api_key);
   co_return r;
@@ -333,6 +345,65 @@ asio::awaitable<result<IdentityPtr, Failure>> Verifier::decide(const RequestCred
     co_return IdentityPtr(std::move(guest));
   }
   co_return guest_;
+}
+
+namespace {
+
+// The `message` of a Frappe method's JSON answer: a string, or the strings of a list.
+std::optional<std::vector<std::string>> message_strings(const std::string& body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  if (parser.parse(body).get(root)) return std::nullopt;
+  simdjson::dom::element message;
+  if (root["message"].get(message)) return std::nullopt;
+  std::vector<std::string> out;
+  std::string_view one;
+  if (!message.get(one)) return std::vector<std::string>{std::string(one)};
+  simdjson::dom::array list;
+  if (message.get(list)) return std::nullopt;
+  for (auto item : list)
+    if (!item.get(one)) out.emplace_back(one);
+  return out;
+}
+
+Failure erp_unavailable(const http::Problem& p) { return {503, "ServiceUnavailable", "Cannot verify credentials: " + p.message}; }
+
+}  // namespace
+
+// Asks the ERP, with the request's own credentials, who it is and what roles it holds. A refusal
+// is the ERP's verdict (remembered like one from the tables); an ERP that cannot answer is not.
+asio::awaitable<result<IdentityPtr, Failure>> Verifier::ask_erp(const RequestCredentials& creds, std::string_view authorization,
+                                                               std::string_view sid) {
+  if (!upstream_) co_return Failure{503, "ServiceUnavailable", "auth.source is \"upstream\" but there is no upstream"};
+  http::OutgoingGet who{"/api/method/frappe.auth.get_logged_user", {{"Accept", "application/json"}}};
+  if (!authorization.empty()) who.headers.emplace_back("Authorization", std::string(authorization));
+  if (!sid.empty()) who.headers.emplace_back("Cookie", "sid=" + std::string(sid));
+  ++stats_.lookups;
+  auto answer = co_await upstream_->get(who, 64 * 1024);
+  if (!answer) co_return erp_unavailable(answer.error());
+  if (answer->status == 401 || answer->status == 403) {
+    // Only a session, and the ERP does not know it: a guest whose session expired, as Frappe has it.
+    if (!creds.header) {
+      auto guest = std::make_shared<Identity>();
+      guest->session_expired = true;
+      co_return IdentityPtr(std::move(guest));
+    }
+    co_return unauthorized("The ERP does not accept these credentials");
+  }
+  auto user = answer->status == 200 ? message_strings(answer->body) : std::nullopt;
+  if (!user || user->size() != 1) co_return erp_unavailable({502, "BadGateway", "the ERP answered get_logged_user with " + std::to_string(answer->status)});
+  if ((*user)[0] == "Guest") co_return guest_;
+  http::OutgoingGet roles_of = who;
+  roles_of.target = "/api/method/frappe.core.doctype.user.user.get_roles";
+  auto roles = co_await upstream_->get(roles_of, 256 * 1024);
+  if (!roles) co_return erp_unavailable(roles.error());
+  auto names = roles->status == 200 ? message_strings(roles->body) : std::nullopt;
+  if (!names) co_return erp_unavailable({502, "BadGateway", "the ERP answered get_roles with " + std::to_string(roles->status)});
+  Identity id;
+  id.kind = creds.header ? creds.header->kind : Kind::session;
+  id.user = std::move((*user)[0]);
+  id.roles = std::move(*names);
+  co_return std::make_shared<const Identity>(std::move(id));
 }
 
 asio::awaitable<result<std::vector<std::string>, Failure>> Verifier::roles_of(const std::string& user) {

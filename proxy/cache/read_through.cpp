@@ -239,7 +239,7 @@ asio::awaitable<OutcomePtr> ReadThrough::fetch(const Read& read, std::int64_t re
   // Built by appending, the body has up to twice its size in capacity: L1 holds what it counts.
   e->body.shrink_to_fit();
   out->entry = e;
-  if (!keep || got.variant) co_return out;
+  if (!keep || got.variant || got.no_store) co_return out;
   // An answer tagged beyond reason could not be invalidated reliably: serve it, don't keep it.
   if (e->tags.size() > settings_.max_tags) {
     log::warn("cache key ", read.key.substr(0, 200), ": ", e->tags.size(), " tags on one answer; not cached");

@@ -57,8 +57,10 @@ struct Fetched {
   std::string body;
   std::vector<std::string> tags;
   bool transient = false;  // a failure a stale answer may cover (timeout, database unreachable)
-  // Named its rows otherwise than they are stored (origin::Answer::variant): served, not kept.
+  // Named its rows otherwise than they are stored (origin::Answer::variant), or set a cookie of
+  // its own: served, not kept.
   bool variant = false;
+  bool no_store = false;
 };
 
 // Where a missed read is fetched from. It must own what it needs: a stale-while-revalidate

@@ -286,6 +286,14 @@ const std::vector<Field>& schema() {
                     "failed authentications allowed per client address and per API key within auth.failure_window_s, per instance; "
                     "past them a credential not yet verified is refused with 429 without a database lookup",
                     [](Config& c, std::int64_t v) { c.auth.failure_limit = v; }));
+    f.push_back(str("auth.source",
+                    "who says whom a credential belongs to: \"database\" (the ERP's tables, with auth.encryption_key) or \"upstream\" "
+                    "(the ERP itself at upstream.url: frappe.auth.get_logged_user and the user's roles, asked with the client's "
+                    "credentials; remembered like any identity)",
+                    [](Config& c, const std::string& v) {
+                      if (v != "database" && v != "upstream") throw std::invalid_argument("expected \"database\" or \"upstream\"");
+                      c.auth.source = v;
+                    }));
     f.push_back(num("auth.failure_window_s", 1, 86400, "the window of auth.failure_limit (s)",
                     [](Config& c, std::int64_t v) { c.auth.failure_window = seconds(v); }));
     f.push_back(num("invalidation.relay_interval_ms", 10, 60000, "how often the outbox relay delivers invalidations that were not delivered at once (ms)",
@@ -323,6 +331,52 @@ const std::vector<Field>& schema() {
                     }));
     f.push_back(str("erp.db_name", "the ERP site's database name, the prefix of its Redis keys",
                     [](Config& c, const std::string& v) { c.erp.db_name = v; }));
+    f.push_back(str("erp.events_redis_url",
+                    "the Redis the ERP publishes its realtime events on (v15: redis_queue; empty: none); its doc_update and "
+                    "list_update messages invalidate the documents and lists they name",
+                    [](Config& c, const std::string& v) {
+                      c.erp.events_redis_url = v;
+                      if (v.empty()) return;
+                      std::string why;
+                      if (!parse_redis_url(v, c.erp.events_redis, why)) throw std::invalid_argument(why);
+                    }));
+    f.push_back(str("upstream.url", "the ERP's base URL, http://host:port; every request no rule answers is relayed there (empty: answered 404)",
+                    [](Config& c, const std::string& v) {
+                      c.upstream.url = v;
+                      c.upstream.address = {};
+                      if (v.empty()) return;
+                      std::string why;
+                      if (!parse_http_url(v, c.upstream.address, why)) throw std::invalid_argument(why);
+                    }));
+    f.push_back(str("upstream.site_name", "sent to the ERP as X-Frappe-Site-Name when set (a bench serving several sites)",
+                    [](Config& c, const std::string& v) {
+                      if (v.find_first_of("\r\n") != std::string::npos) throw std::invalid_argument("a site name is one line");
+                      c.upstream.site_name = v;
+                    }));
+    f.push_back(str("upstream.realtime_url", "Frappe's socket.io server, http://host:port; websockets on /socket.io/ go there (empty: upstream.url)",
+                    [](Config& c, const std::string& v) {
+                      c.upstream.realtime_url = v;
+                      c.upstream.realtime = {};
+                      if (v.empty()) return;
+                      std::string why;
+                      if (!parse_http_url(v, c.upstream.realtime, why)) throw std::invalid_argument(why);
+                    }));
+    f.push_back(num("upstream.connect_timeout_ms", 1, kHour, "deadline for connecting to the ERP (ms); past it the client gets 502",
+                    [](Config& c, std::int64_t v) { c.upstream.connect_timeout = milliseconds(v); }));
+    f.push_back(num("upstream.response_timeout_ms", 1, 24 * kHour, "longest wait for the ERP's answer to begin (ms); past it the client gets 504",
+                    [](Config& c, std::int64_t v) { c.upstream.response_timeout = milliseconds(v); }));
+    f.push_back(num("upstream.idle_timeout_ms", 1, 24 * kHour, "longest pause in a relayed body, either way (ms)",
+                    [](Config& c, std::int64_t v) { c.upstream.idle_timeout = milliseconds(v); }));
+    f.push_back(num("upstream.websocket_idle_s", 1, 86400, "a tunnelled websocket with no byte either way for this long is closed (s)",
+                    [](Config& c, std::int64_t v) { c.upstream.websocket_idle = seconds(v); }));
+    f.push_back(num("upstream.pool_size", 0, 100000, "idle keep-alive connections to the ERP kept per worker",
+                    [](Config& c, std::int64_t v) { c.upstream.pool_size = static_cast<std::size_t>(v); }));
+    f.push_back(num("upstream.max_concurrent", 1, 1000000, "relayed requests in flight per worker; more are answered 503 at once",
+                    [](Config& c, std::int64_t v) { c.upstream.max_concurrent = static_cast<std::size_t>(v); }));
+    f.push_back(num("upstream.max_body_bytes", 0, 1LL << 40,
+                    "largest request body relayed to the ERP (streamed, never held whole); larger gets 413. Bodies pitstop reads "
+                    "itself are bounded by limits.max_body_bytes",
+                    [](Config& c, std::int64_t v) { c.upstream.max_body_bytes = static_cast<std::size_t>(v); }));
     f.push_back({split_path("cache.enabled"), Type::boolean, 0, 0,
                  "cache answers (false: every read goes to the origin, no L1, Redis or single-flight; a baseline for benchmarks)",
                  [](Config& c, const Scalar& v, const std::string&) { c.cache.enabled = v.b; }});
@@ -667,8 +721,10 @@ void validate(const Config& c) {
   if (c.redis_cache.host.empty()) fail(src, "$.redis.cache.url", "is required");
   if (c.redis_queue.host.empty()) fail(src, "$.redis.queue.url", "is required");
   if (c.mariadb.primary.host.empty()) fail(src, "$.mariadb.primary", "is required");
-  if (c.auth.encryption_key.empty())
-    fail(src, "$.auth.encryption_key", "is required: the encryption_key of the ERP site (site_config.json)");
+  if (c.auth.encryption_key.empty() && c.auth.source == "database")
+    fail(src, "$.auth.encryption_key", "is required: the encryption_key of the ERP site (site_config.json), or \"auth.source\": \"upstream\"");
+  if (c.auth.source == "upstream" && !c.upstream.enabled())
+    fail(src, "$.auth.source", "\"upstream\" asks the ERP, but upstream.url is not set; set it or use \"database\"");
   if (c.limits.max_url_bytes > c.limits.max_header_bytes)
     fail(src, "$.limits.max_url_bytes",
          "must not exceed limits.max_header_bytes (" + std::to_string(c.limits.max_header_bytes) +

@@ -83,6 +83,9 @@ struct Auth {
   // once) within the window, per instance; past them a new credential is refused with 429.
   std::int64_t failure_limit = 20;
   seconds failure_window{60};
+  // Who decides who a credential belongs to: "database" (the ERP's tables) or "upstream" (the
+  // ERP itself, asked at upstream.url).
+  std::string source = "database";
 };
 
 struct Category {
@@ -116,6 +119,27 @@ struct Erp {
   std::string redis_cache_url;  // empty: not configured
   Redis redis_cache;
   std::string db_name;
+  // The Redis the ERP publishes its realtime `events` on (doc_update, list_update); empty: none.
+  std::string events_redis_url;
+  Redis events_redis;
+};
+
+// The ERP behind pitstop: what no rule answers is relayed there (empty url: answered 404, as a
+// standalone pitstop does).
+struct Upstream {
+  std::string url;  // http://host:port
+  HostPort address;
+  std::string site_name;     // sent as X-Frappe-Site-Name when set
+  std::string realtime_url;  // Frappe's socket.io server (empty: url)
+  HostPort realtime;
+  milliseconds connect_timeout{2000};
+  milliseconds response_timeout{120000};  // to the answer's head; Frappe's gunicorn allows 120 s
+  milliseconds idle_timeout{60000};       // between two reads or writes of a relayed body
+  seconds websocket_idle{300};            // a tunnelled websocket with no byte either way
+  std::size_t pool_size = 64;             // idle keep-alive connections kept per worker
+  std::size_t max_concurrent = 512;       // relayed requests in flight per worker; more get 503
+  std::size_t max_body_bytes = 100u << 20;  // largest relayed request body; larger gets 413
+  bool enabled() const { return !url.empty(); }
 };
 
 struct RateLimit {
@@ -148,6 +172,7 @@ struct Config {
   Cache cache;
   Invalidation invalidation;
   Erp erp;
+  Upstream upstream;
   std::map<std::string, RateLimit> rate_limits;  // get, post, put, delete
   Limiting limiting;
   std::string rules_file = "rules/workshop.json";

@@ -143,6 +143,33 @@ bool parse_redis_url(std::string_view url, Redis& out, std::string& why) {
   return true;
 }
 
+bool parse_http_url(std::string_view url, HostPort& out, std::string& why) {
+  constexpr std::string_view scheme = "http://";
+  if (url.substr(0, 8) == "https://") {
+    why = "https upstreams are not supported: pitstop talks to the ERP over http, so run it beside the ERP (bench serves "
+          "http://127.0.0.1:8000) or on a private network";
+    return false;
+  }
+  if (url.substr(0, scheme.size()) != scheme) {
+    why = "the URL must look like http://host:port";
+    return false;
+  }
+  auto authority = url.substr(scheme.size());
+  if (!authority.empty() && authority.back() == '/') authority.remove_suffix(1);
+  if (authority.find_first_of("/?#") != std::string_view::npos) {
+    why = "the URL is the ERP's base (http://host:port): no path, query or fragment";
+    return false;
+  }
+  if (authority.find('@') != std::string_view::npos) {
+    why = "no credentials in the URL: clients' own credentials are passed to the ERP";
+    return false;
+  }
+  std::string_view port_text;
+  if (!split_authority(authority, out.host, port_text, why)) return false;
+  out.port = 80;
+  return port_text.empty() || parse_port(port_text, out.port, false, why);
+}
+
 bool parse_mariadb_url(std::string_view url, MariaDb& out, std::string& why) {
   std::string_view rest;
   for (std::string_view scheme : {std::string_view("mariadb://"), std::string_view("mysql://")}) {

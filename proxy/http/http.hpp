@@ -7,6 +7,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +16,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/system/result.hpp>
 
 #include "proxy/http/problem.hpp"
 
@@ -74,16 +76,70 @@ inline Response error_response(const Problem& p) { return error_response(p.statu
 // A JSON body as is.
 Response json_response(unsigned status, std::string body);
 
+// What becomes of a request relayed to the upstream, decided before it is sent.
+struct Passage {
+  std::optional<Response> refusal;  // answered instead (the body is never read)
+  std::string forwarded_for;        // the X-Forwarded-For the upstream gets
+};
+
 class Handler {
  public:
   virtual ~Handler() = default;
   virtual boost::asio::awaitable<Response> handle(const Request& request) = 0;
+  // Asked once the head is read, before any of the body: true for a request that goes whole to
+  // the upstream (its body streamed, never held). Cheap: it runs for every request.
+  virtual bool relays(const Request& /*head*/) const { return false; }
+  // For a request that relays(): refuse it, or say how to forward it.
+  virtual boost::asio::awaitable<Passage> pass(const Request& head);
+};
+
+// The ERP behind pitstop (one per worker): connections for relayed requests.
+struct UpstreamSettings {
+  std::string site_name;  // X-Frappe-Site-Name, when set
+  std::chrono::milliseconds response_timeout{120000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::seconds websocket_idle{300};
+  std::size_t max_body_bytes = 100u << 20;
+};
+
+struct UpstreamConnection {
+  boost::asio::ip::tcp::socket socket;
+  bool reused = false;  // kept alive from an earlier request (the upstream may have closed it since)
+};
+
+// A GET pitstop sends itself (the http origin), and the answer read whole.
+struct OutgoingGet {
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;  // besides Host's default
+};
+struct IncomingAnswer {
+  unsigned status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // end-to-end fields, in order
+  std::string body;
+};
+
+class Upstream {
+ public:
+  enum class Target { http, realtime };
+  virtual ~Upstream() = default;
+  // A connection kept alive from an earlier request (checked for a close by the upstream) or a
+  // new one within the connect timeout; else 502 (cannot connect) or 503 (too many in flight).
+  // Each connection acquired goes back through release().
+  virtual boost::asio::awaitable<boost::system::result<UpstreamConnection, Problem>> acquire(Target target) = 0;
+  // Kept for the next request when `reusable` (its last answer was read to the end and said
+  // keep-alive), else closed.
+  virtual void release(boost::asio::ip::tcp::socket socket, Target target, bool reusable) = 0;
+  virtual const UpstreamSettings& settings() const = 0;
+  // One GET on a pooled connection (sent again once on a new one when a kept-alive connection
+  // turns out closed), its answer read whole up to `max_body` bytes; 502/504 as for a relay.
+  virtual boost::asio::awaitable<boost::system::result<IncomingAnswer, Problem>> get(const OutgoingGet& request, std::size_t max_body) = 0;
 };
 
 struct Settings {
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_url_bytes = 8 * 1024;
   std::size_t max_body_bytes = 1024 * 1024;
+  // Relayed bodies are streamed, so their limit is separate (Upstream::settings()).
   std::size_t max_connections = 10000;           // this listener's share
   std::size_t max_requests_per_connection = 0;  // 0 = no limit
   std::chrono::milliseconds header_read{10000};
@@ -102,7 +158,8 @@ struct ListenerStats {
 
 class Listener {
  public:
-  Listener(boost::asio::io_context& ioc, Settings settings, Handler& handler);
+  // `upstream` (optional) takes the requests the handler relays().
+  Listener(boost::asio::io_context& ioc, Settings settings, Handler& handler, Upstream* upstream = nullptr);
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;

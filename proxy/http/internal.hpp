@@ -22,10 +22,12 @@ struct Listener::Session {
 };
 
 struct Listener::Impl : std::enable_shared_from_this<Listener::Impl> {
-  Impl(boost::asio::io_context& ioc, Settings s, Handler& h) : ioc(ioc), settings(s), handler(h), acceptor(ioc), sweeper(ioc) {}
+  Impl(boost::asio::io_context& ioc, Settings s, Handler& h, Upstream* u)
+      : ioc(ioc), settings(s), handler(h), upstream(u), acceptor(ioc), sweeper(ioc) {}
   boost::asio::io_context& ioc;
   Settings settings;
   Handler& handler;
+  Upstream* upstream;
   boost::asio::ip::tcp::acceptor acceptor;
   boost::asio::steady_timer sweeper;  // cancels the operations of sessions past their deadline
   bool sweeping = false;

@@ -106,8 +106,12 @@ void Listener::Impl::session_ended() {
   }
 }
 
-Listener::Listener(asio::io_context& ioc, Settings settings, Handler& handler)
-    : impl_(std::make_shared<Impl>(ioc, settings, handler)) {}
+Listener::Listener(asio::io_context& ioc, Settings settings, Handler& handler, Upstream* upstream)
+    : impl_(std::make_shared<Impl>(ioc, settings, handler, upstream)) {}
+
+asio::awaitable<Passage> Handler::pass(const Request& head) {
+  co_return Passage{std::nullopt, head.peer().address().to_string()};
+}
 
 Listener::~Listener() {
   error_code ec;

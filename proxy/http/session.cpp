@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "proxy/http/framing.hpp"
 #include "proxy/http/internal.hpp"
+#include "proxy/http/relay.hpp"
 #include "proxy/log/log.hpp"
 
 namespace pitstop::http {
@@ -69,18 +71,6 @@ asio::awaitable<void> linger_close(std::shared_ptr<Session> s) {
   s->socket.close(ec);
 }
 
-asio::awaitable<void> send_and_close(std::shared_ptr<Session> s, const Settings& cfg, Response r) {
-  std::string out;
-  write_head(out, r, false, r.body.size());
-  out += r.body;
-  s->state = Session::State::writing;
-  arm(s, std::min(cfg.write, milliseconds(5000)));
-  auto [ec, n] = co_await asio::async_write(s->socket, asio::buffer(out), kToken);
-  disarm(s);
-  if (!ec) co_await linger_close(s);
-  error_code ignored;
-  s->socket.close(ignored);
-}
 
 Response too_large_body(const Settings& cfg) {
   return error_response(413, "RequestEntityTooLarge", "The request body is larger than " + std::to_string(cfg.max_body_bytes) + " bytes");
@@ -196,7 +186,7 @@ Refused head_failure(error_code hec, const Session& s, const Settings& cfg, cons
 }
 
 // A head read whole but refused: too large, a URL too long, folded lines, framing check_head
-// refuses, or a declared body larger than the limit.
+// refuses.
 std::optional<Refused> check_request_head(const HeadRead& head, const Settings& cfg, Parser& parser) {
   auto& msg = parser.get();
   // Beast applies its header limit to the fields after the request line and per read, so it
@@ -206,8 +196,14 @@ std::optional<Refused> check_request_head(const HeadRead& head, const Settings& 
   if (msg.target().size() > cfg.max_url_bytes) return protocol_error(too_long_url(cfg));
   if (head.folded)
     return protocol_error(error_response(400, "BadRequest", "Header lines folded onto several lines (obs-fold) are not accepted"));
-  if (auto refusal = check_head(msg)) return protocol_error(error_response(refusal->status, refusal->exc_type, refusal->message));
+  if (auto refusal = check_head(msg)) return protocol_error(error_response(*refusal));
+  return std::nullopt;
+}
+
+// A body pitstop reads itself is bounded by its own limit (a relayed one by the upstream's).
+std::optional<Refused> bound_body(const Settings& cfg, Parser& parser) {
   if (parser.content_length() && *parser.content_length() > cfg.max_body_bytes) return protocol_error(too_large_body(cfg));
+  parser.body_limit(cfg.max_body_bytes);
   return std::nullopt;
 }
 
@@ -279,6 +275,19 @@ asio::awaitable<void> end_after_answer(const std::shared_ptr<Session>& s, const 
 
 }  // namespace
 
+asio::awaitable<void> send_and_close(std::shared_ptr<Session> s, const Settings& cfg, Response r) {
+  std::string out;
+  write_head(out, r, false, r.body.size());
+  out += r.body;
+  s->state = Session::State::writing;
+  arm(s, std::min(cfg.write, milliseconds(5000)));
+  auto [ec, n] = co_await asio::async_write(s->socket, asio::buffer(out), kToken);
+  disarm(s);
+  if (!ec) co_await linger_close(s);
+  error_code ignored;
+  s->socket.close(ignored);
+}
+
 // A connection's whole life: requests read one at a time (pipelined ones wait in the buffer),
 // each head read and checked before its body, each answered in order.
 asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared_ptr<Session> s) {
@@ -297,13 +306,31 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
     s->state = Session::State::reading;
     Parser parser;
     parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
-    parser.body_limit(cfg.max_body_bytes);
+    // Until it is known whose body this is: a relayed one may be larger.
+    parser.body_limit(std::max<std::uint64_t>(cfg.max_body_bytes, L->upstream ? L->upstream->settings().max_body_bytes : 0));
 
     const HeadRead read = co_await read_head(s, cfg, buffer, parser);
     std::optional<Refused> refused = read.ec ? head_failure(read.ec, *s, cfg, buffer, parser)
                                              : check_request_head(read, cfg, parser);
     // The head is read and checked before any of the body: what becomes of the body is decided
-    // here (for now, it is read into memory).
+    // here. A request for the upstream is relayed whole, its body streamed; any other is read
+    // into memory and answered by the handler.
+    if (!refused && L->upstream) {
+      const Request head_only(&parser.get(), peer);
+      if (L->handler.relays(head_only)) {
+        s->state = Session::State::handling;
+        ++L->stats.requests;
+        ++served;
+        Passage passage = co_await L->handler.pass(head_only);
+        if (passage.refusal) {
+          co_await send_and_close(s, cfg, std::move(*passage.refusal));
+          break;
+        }
+        if (!co_await relay(*L, s, buffer, parser, std::move(passage), served)) break;
+        continue;
+      }
+    }
+    if (!refused) refused = bound_body(cfg, parser);
     if (!refused) refused = co_await read_body(s, cfg, buffer, parser);
     if (refused) {
       co_await refuse(*L, s, std::move(*refused));

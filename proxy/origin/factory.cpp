@@ -22,6 +22,7 @@ std::shared_ptr<const Origin> make_origin(const rules::Rule& rule, const rules::
     case rules::OriginKind::sql: return named_query_origin(rule, rules);
     case rules::OriginKind::resource_doc: return document_origin();
     case rules::OriginKind::resource_list: return list_origin();
+    case rules::OriginKind::http: return http_origin();
     case rules::OriginKind::resource_insert:
     case rules::OriginKind::resource_update:
     case rules::OriginKind::resource_delete: break;

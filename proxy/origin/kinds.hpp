@@ -11,5 +11,7 @@ std::shared_ptr<const Origin> named_query_origin(const rules::Rule& rule, const 
 // Frappe's /api/resource/<DocType>/<name> and /api/resource/<DocType> (resource.cpp).
 std::shared_ptr<const Origin> document_origin();
 std::shared_ptr<const Origin> list_origin();
+// The ERP itself, asked with the client's own credentials (http_origin.cpp).
+std::shared_ptr<const Origin> http_origin();
 
 }  // namespace pitstop::origin

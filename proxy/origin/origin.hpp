@@ -33,6 +33,9 @@ struct Answer {
   std::string body;
   // What the answer depends on (the rule's tags, rendered over the request and the body).
   std::vector<std::string> tags;
+  // Served to this request only, never kept: it sets a cookie of its own, or its request named a
+  // row otherwise than it is stored (`variant`, below).
+  bool no_store = false;
   // The request named a row otherwise than it is stored (`cust-00177`, `CUST-00177 `, full-width
   // letters: utf8mb4_unicode_ci finds CUST-00177 for each). Served, never cached: a row then
   // occupies one entry however many ways its name is spelled, and the one entry is tagged with
@@ -47,6 +50,15 @@ struct Ask {
   rules::Values params;    // the rule's parameters, bound and normalised
   rules::Values query;     // every query parameter, decoded (a list reads fields, filters, …)
   std::shared_ptr<const auth::Identity> identity;
+  // For the http origin only (empty for the others): the request as the client sent it, which
+  // the ERP is asked with, its own credentials included.
+  struct Sent {
+    std::string path;  // still encoded; the query the ERP gets is the rule's bound parameters
+    std::string host;
+    std::string authorization;
+    std::string cookie;
+    std::string accept_language;
+  } sent;
 };
 
 struct Catalog;
@@ -60,6 +72,8 @@ class Context {
   virtual boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, http::Problem>> catalog() = 0;
   virtual const rules::RuleSet& rules() const = 0;
   virtual ListLimits list_limits() const = 0;
+  // The ERP behind pitstop (upstream.url), or nullptr.
+  virtual http::Upstream* upstream() = 0;
 };
 
 class Origin {

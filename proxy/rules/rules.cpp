@@ -491,11 +491,20 @@ struct RuleReader {
     r.kind = k->kind;
   }
 
+  void read_http_origin(simdjson::dom::element spec) {
+    L.check_keys(L.object_at(spec, where + ".origin.http"), where + ".origin.http", {});
+    if (!L.cfg.upstream.enabled())
+      L.fail(where + ".origin.http", "the ERP is asked, but upstream.url is not set in " + L.cfg.source + "; set it (or PITSTOP_UPSTREAM_URL)");
+    if (r.method != http::Method::get) L.fail(where + ".method", "the http origin answers GET only: writes to the ERP are relayed");
+    r.kind = OriginKind::http;
+  }
+
   void read_origin() {
     simdjson::dom::object origin;
     if (auto o = obj["origin"]; o.error() || o.get(origin))
-      L.fail(where + ".origin", "expected {\"sql\": \"<query>\"} or {\"resource\": \"doc\"|\"list\"}");
-    L.check_keys(origin, where + ".origin", {"sql", "resource"});
+      L.fail(where + ".origin", "expected {\"sql\": \"<query>\"}, {\"resource\": \"doc\"|\"list\"} or {\"http\": {}}");
+    L.check_keys(origin, where + ".origin", {"sql", "resource", "http"});
+    if (auto h = origin["http"]; !h.error()) return read_http_origin(h.value_unsafe());
     if (auto s = origin["sql"]; !s.error()) {
       r.kind = OriginKind::sql;
       if (r.method != http::Method::get) L.fail(where + ".method", "named queries answer GET only");
@@ -522,6 +531,11 @@ struct RuleReader {
     }
     auto p = std::find_if(r.params.begin(), r.params.end(), [&](const Param& x) { return x.name == piece.text; });
     if (p != r.params.end() && !p->required) L.fail(tw, "{" + piece.text + "} is an optional parameter; tags may only use required ones");
+    // The ERP finds a row for many spellings of its name, and its answer does not say which was
+    // asked for: a tag must name the row as the answer does, or a write would miss the entry.
+    const bool text = captures.count(piece.text) ? piece.text != "doctype" : (p != r.params.end() && p->type == ParamType::string);
+    if (r.kind == OriginKind::http && text)
+      L.fail(tw, "{" + piece.text + "} is text the client spelled; with the http origin, tag from the answer instead (e.g. {$.message.name})");
   }
 
   void read_tags() {

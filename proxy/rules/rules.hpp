@@ -44,8 +44,8 @@ struct Param {
 };
 
 enum class Scope { shared, user };
-// The rule's `origin` key: a named query, or one of Frappe's resource endpoints.
-enum class OriginKind { sql, resource_doc, resource_list, resource_insert, resource_update, resource_delete };
+// The rule's `origin` key: a named query, one of Frappe's resource endpoints, or the ERP itself.
+enum class OriginKind { sql, resource_doc, resource_list, resource_insert, resource_update, resource_delete, http };
 inline bool is_write(OriginKind o) {
   return o == OriginKind::resource_insert || o == OriginKind::resource_update || o == OriginKind::resource_delete;
 }

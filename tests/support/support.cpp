@@ -695,6 +695,52 @@ bool RawClient::closed_by_peer(std::chrono::milliseconds limit) {
   }
 }
 
+StandIn::StandIn(bool realtime, std::vector<std::string> extra_args) {
+  const config::Config cfg = service_config();
+  std::vector<std::string> argv{"/usr/bin/python3", (source_dir() / "tests/erp/standin.py").string(), "--port", "0",
+                                "--realtime-port", realtime ? "0" : "-1", "--mariadb", cfg.mariadb.primary_url,
+                                "--events-redis", cfg.redis_queue.url, "--site", cfg.site,
+                                "--config", (source_dir() / "config/pitstop.json").string(),
+                                "--queries-dir", (source_dir() / "sql/queries").string(),
+                                "--rules", (source_dir() / "rules/workshop.json").string()};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  proc_ = std::make_unique<Process>(argv);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (true) {
+    const std::string log = proc_->log();
+    if (auto at = log.find("LISTENING "); at != std::string::npos && log.find('\n', at) != std::string::npos) {
+      int rt = -1;
+      unsigned p = 0;
+      if (std::sscanf(log.c_str() + at, "LISTENING %u %d", &p, &rt) >= 1) {
+        port_ = static_cast<std::uint16_t>(p);
+        realtime_port_ = rt > 0 ? static_cast<std::uint16_t>(rt) : 0;
+        break;
+      }
+    }
+    if (!proc_->running()) throw std::runtime_error("the stand-in exited: " + log);
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("the stand-in did not start: " + log);
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+std::string StandIn::stats() {
+  auto r = http_get(port_, "/__standin/stats");
+  if (!r || r->status != 200) throw std::runtime_error("the stand-in's stats did not answer");
+  return r->body;
+}
+
+long StandIn::count(const std::string& method_and_path) {
+  const std::string v = json_field(stats(), {"by_path", method_and_path.c_str()});
+  return v.starts_with("<") ? 0 : std::stol(v);
+}
+
+long StandIn::requests() { return std::stol(json_field(stats(), {"requests"})); }
+
+void StandIn::control(const std::string& json) {
+  auto r = http_request(port_, "POST", "/__standin/control", {"Content-Type: application/json"}, 10s, json);
+  if (!r || r->status != 200) throw std::runtime_error("the stand-in's control did not answer");
+}
+
 Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
   static int n = 0;
   port_file_ = (scratch_dir() / ("pitstop-port-" + std::to_string(n++))).string();

@@ -201,6 +201,27 @@ class Pitstop {
   std::unique_ptr<Process> proc_;
 };
 
+// The Frappe stand-in (tests/erp/standin.py) on a free port, reading the services' MariaDB and
+// publishing its events on the queue Redis; `realtime`: a second listener for socket.io.
+class StandIn {
+ public:
+  explicit StandIn(bool realtime = false, std::vector<std::string> extra_args = {});
+  std::uint16_t port() const { return port_; }
+  std::uint16_t realtime_port() const { return realtime_port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  Process& process() { return *proc_; }
+  // Its /__standin/stats, as JSON text; its count of requests for "METHOD /path" (0 if none).
+  std::string stats();
+  long count(const std::string& method_and_path);
+  long requests();
+  void control(const std::string& json);
+
+ private:
+  std::uint16_t port_ = 0;
+  std::uint16_t realtime_port_ = 0;
+  std::unique_ptr<Process> proc_;
+};
+
 // One request on a fresh connection, with extra header lines ("Name: value").
 std::optional<RawClient::Response> http_request(std::uint16_t port, const std::string& method, const std::string& target,
                                                 const std::vector<std::string>& headers = {},
