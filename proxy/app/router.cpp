@@ -289,6 +289,7 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   // Roles: the rule's, and for resources the doctype's permission for the action.
   if (auto denied = permission_denied(rule, m.captures, identity)) co_return refused(403, "PermissionError", *denied);
   if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req);
+  if (rule.kind == rules::OriginKind::http && rule.method != http::Method::get) co_return co_await write_via_erp(m.captures, req);
 
   auto query = rules::parse_query(req.query());
   if (!query) co_return refused(query.error());
@@ -346,29 +347,69 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
   // Committed. The answer waits behind the barrier: this instance, Redis and every live instance
   // have dropped the old answers (or run out of proof that they could still serve them). Then
   // the outbox row is done; whatever failed stays in the outbox for the relay.
+  // Named: g++ 12 mishandles temporaries inside a co_await expression.
   invalidation::Event event{"outbox:" + std::to_string(written->outbox_id), written->tags, "pitstop", invalidation::utc_now(),
                             worker_.config().site};
+  co_await settle(std::move(event), written->outbox_id);
+  co_return respond(http::json_response(written->status, std::move(written->body)));
+}
+
+asio::awaitable<void> Router::settle(invalidation::Event event, std::uint64_t outbox_id) {
+  const std::string id = event.id;
   auto settled = co_await worker_.barrier().settle(std::move(event));
-  if (!settled.delivery.ec) {
-    const std::string id = std::to_string(written->outbox_id);
-    const db::Param p[] = {std::string_view(id)};
+  if (!settled.delivery.ec && outbox_id != 0) {
+    const std::string row = std::to_string(outbox_id);
+    const db::Param p[] = {std::string_view(row)};
     auto done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
     // A deadlock with a concurrent writer or the relay (1213) or a lock wait timeout (1205) is
     // worth one more try; failing that, the relay delivers the row again, which is harmless.
     if (!done && (done.error().server_code == 1213 || done.error().server_code == 1205))
       done = co_await worker_.primary().execute("UPDATE `pitstop_outbox` SET `done` = 1, `done_at` = NOW(6) WHERE `id` = ?", p, false);
-    if (!done) log::warn("outbox row ", id, " delivered but not marked done (", done.error().message, "); the relay will deliver it again");
-  } else {
-    log::warn("invalidation of outbox:", written->outbox_id, " not delivered (", settled.delivery.ec.message(), "); the outbox relay retries it");
+    if (!done) log::warn("outbox row ", row, " delivered but not marked done (", done.error().message, "); the relay will deliver it again");
+  } else if (settled.delivery.ec) {
+    log::warn("invalidation of ", id, " not delivered (", settled.delivery.ec.message(), ")",
+              outbox_id ? "; the outbox relay retries it" : "; the ERP's triggers and the outbox relay are the safety net");
   }
   // An instance that stays silent costs every write the fence wait: say so, once in a while.
   if (!settled.unacknowledged.empty() && std::chrono::steady_clock::now() - last_fence_note_ > std::chrono::seconds(10)) {
     last_fence_note_ = std::chrono::steady_clock::now();
-    log::warn("outbox:", written->outbox_id, ": ", settled.unacknowledged.size(), " instance(s) did not acknowledge within ",
-              worker_.barrier().fence_wait().count(), " ms and were counted as fenced (", settled.unacknowledged.front(),
-              "); writes wait that long until its lease ends");
+    log::warn(id, ": ", settled.unacknowledged.size(), " instance(s) did not acknowledge within ", worker_.barrier().fence_wait().count(),
+              " ms and were counted as fenced (", settled.unacknowledged.front(), "); writes wait that long until its lease ends");
   }
-  co_return respond(http::json_response(written->status, std::move(written->body)));
+}
+
+// Forwarded with the client's own credentials, as the ERP would get it relayed; on a 2xx, the
+// document's tags before and after are settled like a write of pitstop's own before the answer
+// leaves. The ERP's triggers write their outbox rows too: the safety net if this fails.
+asio::awaitable<http::Response> Router::write_via_erp(const rules::Values& captures, const http::Request& req) {
+  auto respond = [](http::Response r) {
+    r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::write}));
+    return r;
+  };
+  const std::string* dt = captures.find("doctype");
+  const rules::Doctype* doctype = dt ? worker_.shared().rules->doctype(*dt) : nullptr;
+  if (!doctype) co_return respond(http::error_response(404, "DoesNotExistError", "DocType not found"));
+  origin::WriteToErp w;
+  w.method = std::string(req.method_text());
+  w.target = std::string(req.target());
+  for (const char* name : {"Host", "Authorization", "Cookie", "Content-Type", "Accept", "Accept-Language", "X-Frappe-CSRF-Token"})
+    if (auto v = req.header(name); !v.empty()) w.headers.emplace_back(name, std::string(v));
+  w.headers.emplace_back("X-Forwarded-For", client_address(worker_.shared(), req));
+  w.body = std::string(req.body());
+  if (const std::string* n = captures.find("name")) w.name = *n;
+  auto written = co_await origin::forward_write(worker_, *doctype, w);
+  if (!written) co_return respond(http::error_response(written.error()));
+  if (!written->tags.empty()) {
+    invalidation::Event event{"erp-write:" + std::to_string(++erp_writes_), std::move(written->tags), "pitstop", invalidation::utc_now(),
+                              worker_.config().site};
+    co_await settle(std::move(event), 0);
+  }
+  http::Response r;
+  r.status = written->status;
+  r.content_type = std::move(written->content_type);
+  r.headers = std::move(written->headers);
+  r.body = std::move(written->body);
+  co_return respond(std::move(r));
 }
 
 }  // namespace pitstop::app

@@ -56,12 +56,16 @@ class Router : public http::Handler {
   boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req);
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req);
+  // A write a rule with the http origin forwards to the ERP; its tags are settled before the answer.
+  boost::asio::awaitable<http::Response> write_via_erp(const rules::Values& captures, const http::Request& req);
+  boost::asio::awaitable<void> settle(invalidation::Event event, std::uint64_t outbox_id);
   // Why the identity may not do this (403), or nothing.
   std::optional<std::string> permission_denied(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& id) const;
 
   Worker& worker_;
   std::chrono::steady_clock::time_point last_fence_note_{};
+  std::uint64_t erp_writes_ = 0;
 };
 
 // What the rules' origins use on this worker (its MariaDB pool, the table catalog) comes

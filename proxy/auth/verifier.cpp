@@ -375,11 +375,11 @@ Failure erp_unavailable(const http::Problem& p) { return {503, "ServiceUnavailab
 asio::awaitable<result<IdentityPtr, Failure>> Verifier::ask_erp(const RequestCredentials& creds, std::string_view authorization,
                                                                std::string_view sid) {
   if (!upstream_) co_return Failure{503, "ServiceUnavailable", "auth.source is \"upstream\" but there is no upstream"};
-  http::OutgoingGet who{"/api/method/frappe.auth.get_logged_user", {{"Accept", "application/json"}}};
+  http::OutgoingRequest who{"/api/method/frappe.auth.get_logged_user", {{"Accept", "application/json"}}};
   if (!authorization.empty()) who.headers.emplace_back("Authorization", std::string(authorization));
   if (!sid.empty()) who.headers.emplace_back("Cookie", "sid=" + std::string(sid));
   ++stats_.lookups;
-  auto answer = co_await upstream_->get(who, 64 * 1024);
+  auto answer = co_await upstream_->send(who, 64 * 1024);
   if (!answer) co_return erp_unavailable(answer.error());
   if (answer->status == 401 || answer->status == 403) {
     // Only a session, and the ERP does not know it: a guest whose session expired, as Frappe has it.
@@ -393,9 +393,9 @@ asio::awaitable<result<IdentityPtr, Failure>> Verifier::ask_erp(const RequestCre
   auto user = answer->status == 200 ? message_strings(answer->body) : std::nullopt;
   if (!user || user->size() != 1) co_return erp_unavailable({502, "BadGateway", "the ERP answered get_logged_user with " + std::to_string(answer->status)});
   if ((*user)[0] == "Guest") co_return guest_;
-  http::OutgoingGet roles_of = who;
+  http::OutgoingRequest roles_of = who;
   roles_of.target = "/api/method/frappe.core.doctype.user.user.get_roles";
-  auto roles = co_await upstream_->get(roles_of, 256 * 1024);
+  auto roles = co_await upstream_->send(roles_of, 256 * 1024);
   if (!roles) co_return erp_unavailable(roles.error());
   auto names = roles->status == 200 ? message_strings(roles->body) : std::nullopt;
   if (!names) co_return erp_unavailable({502, "BadGateway", "the ERP answered get_roles with " + std::to_string(roles->status)});

@@ -107,10 +107,13 @@ struct UpstreamConnection {
   bool reused = false;  // kept alive from an earlier request (the upstream may have closed it since)
 };
 
-// A GET pitstop sends itself (the http origin), and the answer read whole.
-struct OutgoingGet {
+// A request pitstop sends itself (the http origin, identities asked of the ERP), and the
+// answer read whole.
+struct OutgoingRequest {
   std::string target;
   std::vector<std::pair<std::string, std::string>> headers;  // besides Host's default
+  std::string method = "GET";
+  std::string body;
 };
 struct IncomingAnswer {
   unsigned status = 0;
@@ -122,17 +125,18 @@ class Upstream {
  public:
   enum class Target { http, realtime };
   virtual ~Upstream() = default;
-  // A connection kept alive from an earlier request (checked for a close by the upstream) or a
-  // new one within the connect timeout; else 502 (cannot connect) or 503 (too many in flight).
-  // Each connection acquired goes back through release().
-  virtual boost::asio::awaitable<boost::system::result<UpstreamConnection, Problem>> acquire(Target target) = 0;
+  // A connection kept alive from an earlier request (checked for a close by the upstream when
+  // `probe`) or a new one within the connect timeout; else 502 (cannot connect) or 503 (too many
+  // in flight). Each connection acquired goes back through release().
+  virtual boost::asio::awaitable<boost::system::result<UpstreamConnection, Problem>> acquire(Target target, bool probe = true) = 0;
   // Kept for the next request when `reusable` (its last answer was read to the end and said
   // keep-alive), else closed.
   virtual void release(boost::asio::ip::tcp::socket socket, Target target, bool reusable) = 0;
   virtual const UpstreamSettings& settings() const = 0;
-  // One GET on a pooled connection (sent again once on a new one when a kept-alive connection
-  // turns out closed), its answer read whole up to `max_body` bytes; 502/504 as for a relay.
-  virtual boost::asio::awaitable<boost::system::result<IncomingAnswer, Problem>> get(const OutgoingGet& request, std::size_t max_body) = 0;
+  // One request on a pooled connection, its answer read whole up to `max_body` bytes; 502/504
+  // as for a relay. An idempotent one (GET, HEAD, PUT, DELETE) is sent again, once, on a new
+  // connection when a kept-alive one turns out closed before any answer.
+  virtual boost::asio::awaitable<boost::system::result<IncomingAnswer, Problem>> send(const OutgoingRequest& request, std::size_t max_body) = 0;
 };
 
 struct Settings {

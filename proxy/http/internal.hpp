@@ -19,6 +19,9 @@ struct Listener::Session {
   bool timed_out = false;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::list<Listener::Session*>::iterator registry;
+  // The upstream connection of a relay in progress: past the deadline, its operations are
+  // cancelled too (one deadline covers both sides of a relay, at the cost of a store per step).
+  boost::asio::ip::tcp::socket* relayed = nullptr;
 };
 
 struct Listener::Impl : std::enable_shared_from_this<Listener::Impl> {
@@ -39,6 +42,15 @@ struct Listener::Impl : std::enable_shared_from_this<Listener::Impl> {
   void session_ended();
   void sweep();
 };
+
+// Sets the session's deadline for one read or write; past it, the sweeper cancels the pending
+// operations of its socket (and of the relayed one), not the socket closed, so that an error
+// answer can still be written.
+inline void arm(const std::shared_ptr<Listener::Session>& s, std::chrono::milliseconds d) {
+  s->timed_out = false;
+  s->deadline = std::chrono::steady_clock::now() + d;
+}
+inline void disarm(const std::shared_ptr<Listener::Session>& s) { s->deadline = std::chrono::steady_clock::time_point::max(); }
 
 // How often deadlines are checked: a timeout fires at most this late.
 inline constexpr std::chrono::milliseconds kSweepInterval{20};

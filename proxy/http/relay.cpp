@@ -41,55 +41,32 @@ using Session = Listener::Session;
 namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kPiece = 64 * 1024;
+// A piece of a streamed body: small enough to come from malloc's free lists rather than a fresh
+// mapping for every relay (64 KiB pieces cost a tenth of a relay's CPU in malloc and its trims).
+constexpr std::size_t kPiece = 16 * 1024;
 constexpr std::size_t kMaxUpstreamHeader = 64 * 1024;
 // 1xx answers before the real one (103 Early Hints, a stray 100 Continue): skipped, up to this many.
 constexpr int kMaxInterim = 8;
 constexpr std::size_t kMaxRefusalBody = 1 << 20;
 
-// One deadline over both sockets of a relay: past it, their pending operations are cancelled.
-// Shared with its timer's handler, so that a relay may end while a wait is pending.
-class Watchdog : public std::enable_shared_from_this<Watchdog> {
+// One deadline over both sockets of a relay, kept by the listener's sweeper like any session's:
+// arming it is a store, not a timer operation (a relay arms it at every step).
+class Deadline {
  public:
-  Watchdog(const asio::any_io_executor& ex, tcp::socket& a, tcp::socket& b) : timer_(ex), a_(&a), b_(&b) {}
-
-  void arm(milliseconds d) {
-    deadline_ = std::chrono::steady_clock::now() + d;
-    fired_ = false;
-    if (!waiting_ || deadline_ < timer_.expiry()) wait();
-  }
-  // Before either socket goes away.
+  Deadline(std::shared_ptr<Session> s, tcp::socket* relayed) : s_(std::move(s)) { s_->relayed = relayed; }
+  ~Deadline() { stop(); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+  void arm(milliseconds d) { http::arm(s_, d); }
+  bool fired() const { return s_->timed_out; }
+  // Before the relayed socket goes away.
   void stop() {
-    stopped_ = true;
-    ++generation_;
-    timer_.cancel();
+    disarm(s_);
+    s_->relayed = nullptr;
   }
-  bool fired() const { return fired_; }
 
  private:
-  void wait() {
-    waiting_ = true;
-    timer_.expires_at(deadline_);
-    timer_.async_wait([self = shared_from_this(), generation = ++generation_](error_code ec) {
-      if (generation != self->generation_) return;  // replaced by a nearer deadline, or stopped
-      self->waiting_ = false;
-      if (ec || self->stopped_) return;
-      if (std::chrono::steady_clock::now() < self->deadline_) return self->wait();
-      self->fired_ = true;
-      error_code ignored;
-      self->a_->cancel(ignored);
-      self->b_->cancel(ignored);
-    });
-  }
-
-  asio::steady_timer timer_;
-  tcp::socket* a_;
-  tcp::socket* b_;
-  std::chrono::steady_clock::time_point deadline_{};
-  std::uint64_t generation_ = 0;
-  bool waiting_ = false;
-  bool fired_ = false;
-  bool stopped_ = false;
+  std::shared_ptr<Session> s_;
 };
 
 // Hop-by-hop fields (RFC 9110 7.6.1): Connection and every field it names, and the fixed list.
@@ -142,19 +119,19 @@ struct Downstream {
   std::shared_ptr<Session> s;
   beast::flat_buffer& buffer;
   BodyParser& parser;
-  Watchdog& dog;
+  Deadline& dog;
   const Listener::Impl& L;
   const UpstreamSettings& us;
 
   // Reads the next piece of the body into `piece`; the bytes read, or why there are none.
-  asio::awaitable<std::pair<error_code, std::size_t>> read(std::vector<char>& piece) {
+  asio::awaitable<std::pair<error_code, std::size_t>> read(char* piece, std::size_t size) {
     auto& body = parser.get().body();
-    body.data = piece.data();
-    body.size = piece.size();
+    body.data = piece;
+    body.size = size;
     dog.arm(L.settings.body_read);
     auto [ec, n] = co_await bhttp::async_read(s->socket, buffer, parser, kToken);
     if (ec == bhttp::error::need_buffer) ec = {};
-    co_return std::pair{ec, piece.size() - body.size};
+    co_return std::pair{ec, size - body.size};
   }
 
   // The answer to a body the client could not send: nothing when it went away.
@@ -180,7 +157,7 @@ class Relay {
  public:
   Relay(Listener::Impl& L, std::shared_ptr<Session> s, beast::flat_buffer& buffer, BodyParser& parser, const UpstreamSettings& us,
         std::size_t served)
-      : L_(L), s_(std::move(s)), buffer_(buffer), parser_(parser), us_(us), served_(served), piece_(kPiece) {}
+      : L_(L), s_(std::move(s)), buffer_(buffer), parser_(parser), us_(us), served_(served), piece_(new char[kPiece]) {}
 
   // Why a relay ends before the upstream is asked: an answer, or none when the client went away.
   struct Stop {
@@ -188,7 +165,7 @@ class Relay {
   };
 
   // Until the body is read whole or is larger than the session's own body limit.
-  asio::awaitable<std::optional<Stop>> read_prefix(Watchdog& dog) {
+  asio::awaitable<std::optional<Stop>> read_prefix(Deadline& dog) {
     Downstream down{s_, buffer_, parser_, dog, L_, us_};
     if (beast::iequals(parser_.get()[bhttp::field::expect], "100-continue") && !parser_.is_done()) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -197,9 +174,9 @@ class Relay {
       if (ec) co_return Stop{};
     }
     while (!parser_.is_done() && prefix_.size() < L_.settings.max_body_bytes) {
-      auto [ec, n] = co_await down.read(piece_);
+      auto [ec, n] = co_await down.read(piece_.get(), kPiece);
       if (ec) co_return Stop{down.failure(ec)};
-      prefix_.append(piece_.data(), n);
+      prefix_.append(piece_.get(), n);
     }
     whole_ = parser_.is_done();
     co_return std::nullopt;
@@ -208,7 +185,7 @@ class Relay {
   bool whole() const { return whole_; }
 
   // One exchange on one upstream connection.
-  asio::awaitable<Outcome> exchange(Upgraded& req, tcp::socket& u, bool reused, Watchdog& dog) {
+  asio::awaitable<Outcome> exchange(Upgraded& req, tcp::socket& u, bool reused, Deadline& dog) {
     Outcome out;
     ubuffer_.consume(ubuffer_.size());
     upstream_reusable_ = false;
@@ -220,7 +197,7 @@ class Relay {
 
  private:
   // The head and the body: the prefix read already, then (when not whole) the rest as it comes.
-  asio::awaitable<bool> send_request(Upgraded& req, tcp::socket& u, Watchdog& dog, bool reused, Outcome& out) {
+  asio::awaitable<bool> send_request(Upgraded& req, tcp::socket& u, Deadline& dog, bool reused, Outcome& out) {
     if (whole_) {
       req.chunked(false);
       req.content_length(prefix_.size());
@@ -247,7 +224,7 @@ class Relay {
     while (!sr.is_done()) {
       std::size_t got = 0;
       if (!parser_.is_done()) {
-        auto [rec, rn] = co_await down.read(piece_);
+        auto [rec, rn] = co_await down.read(piece_.get(), kPiece);
         if (rec) {
           // The upstream has part of a request that will never end: it is dropped with it.
           out.before_answer.reset();
@@ -256,7 +233,7 @@ class Relay {
         }
         got = rn;
       }
-      body.data = got ? piece_.data() : nullptr;
+      body.data = got ? piece_.get() : nullptr;
       body.size = got;
       body.more = !parser_.is_done();
       dog.arm(us_.idle_timeout);
@@ -271,7 +248,7 @@ class Relay {
   }
 
   // The answer's head, after any interim 1xx answers.
-  asio::awaitable<std::optional<Problem>> read_answer_head(const Upgraded& req, tcp::socket& u, Watchdog& dog) {
+  asio::awaitable<std::optional<Problem>> read_answer_head(const Upgraded& req, tcp::socket& u, Deadline& dog) {
     for (int interim = 0; interim <= kMaxInterim; ++interim) {
       answer_.emplace();
       answer_->header_limit(kMaxUpstreamHeader);
@@ -295,7 +272,7 @@ class Relay {
     return client_keep_alive_ && !L_.draining && (cfg.max_requests_per_connection == 0 || served_ < cfg.max_requests_per_connection);
   }
 
-  asio::awaitable<Outcome> relay_answer(const Upgraded& req, tcp::socket& u, Watchdog& dog, bool reused) {
+  asio::awaitable<Outcome> relay_answer(const Upgraded& req, tcp::socket& u, Deadline& dog, bool reused) {
     Outcome out;
     if (auto p = co_await read_answer_head(req, u, dog)) {
       out.before_answer = std::move(*p);
@@ -318,33 +295,39 @@ class Relay {
     res.keep_alive(out.client_keep);
     if (client_version_ == 10 && out.client_keep) res.set(bhttp::field::connection, "keep-alive");
 
+    // The head goes out with the first piece of the body, in one write.
     bhttp::response_serializer<bhttp::buffer_body> sr(res);
-    dog.arm(L_.settings.write);
-    auto [hec, hn] = co_await bhttp::async_write_header(s_->socket, sr, kToken);
-    if (hec) co_return Outcome{};
-    if (!bodyless) {
-      if (!co_await relay_answer_body(u, sr, dog)) co_return Outcome{};
+    if (bodyless) {
+      auto& body = res.body();
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+      dog.arm(L_.settings.write);
+      auto [hec, hn] = co_await bhttp::async_write_header(s_->socket, sr, kToken);
+      if (hec) co_return Outcome{};
+    } else if (!co_await relay_answer_body(u, sr, dog)) {
+      co_return Outcome{};
     }
     upstream_reusable_ = upstream_keep && answer_->is_done() && ubuffer_.size() == 0 && (bodyless || sr.is_done());
     co_return out;
   }
 
   // Piece by piece: each piece is written to the client before the next is read.
-  asio::awaitable<bool> relay_answer_body(tcp::socket& u, bhttp::response_serializer<bhttp::buffer_body>& sr, Watchdog& dog) {
+  asio::awaitable<bool> relay_answer_body(tcp::socket& u, bhttp::response_serializer<bhttp::buffer_body>& sr, Deadline& dog) {
     auto& body = answer_->get().body();
     do {
       std::size_t got = 0;
       if (!answer_->is_done()) {
-        body.data = piece_.data();
-        body.size = piece_.size();
+        body.data = piece_.get();
+        body.size = kPiece;
         dog.arm(us_.idle_timeout);
         auto [ec, n] = co_await bhttp::async_read(u, ubuffer_, *answer_, kToken);
         if (ec == bhttp::error::need_buffer) ec = {};
         // Half an answer cannot be taken back: the client's connection ends with it.
         if (ec) co_return false;
-        got = piece_.size() - body.size;
+        got = kPiece - body.size;
       }
-      body.data = got ? piece_.data() : nullptr;
+      body.data = got ? piece_.get() : nullptr;
       body.size = got;
       body.more = !answer_->is_done();
       dog.arm(L_.settings.write);
@@ -371,7 +354,7 @@ class Relay {
   BodyParser& parser_;
   const UpstreamSettings& us_;
   std::size_t served_;
-  std::vector<char> piece_;
+  std::unique_ptr<char[]> piece_;  // not zeroed: every byte used is read first
   std::string prefix_;
   bool whole_ = true;
   bool client_keep_alive_ = false;
@@ -395,7 +378,7 @@ bool websocket_upgrade(const HeadParser::value_type& req) {
 }
 
 // Copies what `from` sends to `to` until either fails or closes; every byte defers the idle close.
-asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, Watchdog& dog, milliseconds idle) {
+asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, Deadline& dog, milliseconds idle) {
   std::vector<char> piece(16 * 1024);
   while (true) {
     dog.arm(idle);
@@ -408,7 +391,7 @@ asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, Watchdog& dog, mi
 }
 
 // Writes what is already buffered for `to` (bytes that came with a head).
-asio::awaitable<bool> flush(beast::flat_buffer& pending, tcp::socket& to, Watchdog& dog, milliseconds limit) {
+asio::awaitable<bool> flush(beast::flat_buffer& pending, tcp::socket& to, Deadline& dog, milliseconds limit) {
   if (pending.size() == 0) co_return true;
   dog.arm(limit);
   auto [ec, n] = co_await asio::async_write(to, pending.data(), kToken);
@@ -445,7 +428,7 @@ asio::awaitable<bool> tunnel(Listener::Impl& L, std::shared_ptr<Session> s, beas
     co_return false;
   }
   tcp::socket u = std::move(conn->socket);
-  auto dog = std::make_shared<Watchdog>(s->socket.get_executor(), s->socket, u);
+  auto dog = std::make_unique<Deadline>(s, &u);
   std::optional<Problem> failed;
   beast::flat_buffer ubuffer(kMaxUpstreamHeader);
   bhttp::response_parser<bhttp::string_body> answer;
@@ -509,7 +492,7 @@ asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast
   {
     // The body first (or its first limits.max_body_bytes): whatever is wrong with it is answered
     // before the upstream hears of the request.
-    auto dog = std::make_shared<Watchdog>(s->socket.get_executor(), s->socket, s->socket);
+    auto dog = std::make_unique<Deadline>(s, nullptr);
     auto stop = co_await r.read_prefix(*dog);
     dog->stop();
     if (stop) {
@@ -519,18 +502,24 @@ asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast
   }
   Upgraded& req = parser.get();
   forward_head(req, passage, us);
+  const auto m = req.method();
+  const bool replayable =
+      r.whole() && (m == bhttp::verb::get || m == bhttp::verb::head || m == bhttp::verb::put || m == bhttp::verb::delete_ || m == bhttp::verb::options);
   for (int attempt = 0;; ++attempt) {
-    auto conn = co_await up.acquire(Upstream::Target::http);
+    // A request read whole and idempotent can be sent again if a kept-alive connection turns out
+    // closed: no need to probe the connection first (a system call per relay). Any other is
+    // never sent twice (a POST the ERP may have applied before the connection broke).
+    auto conn = co_await up.acquire(Upstream::Target::http, !replayable);
     if (!conn) {
       co_await send_and_close(s, L.settings, upstream_problem(conn.error(), target));
       co_return false;
     }
     tcp::socket u = std::move(conn->socket);
-    auto dog = std::make_shared<Watchdog>(s->socket.get_executor(), s->socket, u);
+    auto dog = std::make_unique<Deadline>(s, &u);
     Outcome out = co_await r.exchange(req, u, conn->reused, *dog);
     dog->stop();
     up.release(std::move(u), Upstream::Target::http, !out.before_answer && r.upstream_reusable());
-    if (out.retry && attempt == 0) continue;
+    if (out.retry && replayable && attempt == 0) continue;
     if (r.client_failure()) co_await send_and_close(s, L.settings, *r.client_failure());
     if (out.before_answer) co_await send_and_close(s, L.settings, upstream_problem(*out.before_answer, target));
     co_return out.client_keep && !out.before_answer && !r.client_failure();

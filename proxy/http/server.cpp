@@ -91,6 +91,7 @@ void Listener::Impl::sweep() {
         s->timed_out = true;
         error_code ignored;
         s->socket.cancel(ignored);
+        if (s->relayed) s->relayed->cancel(ignored);
       }
     }
     // Sweep on while anything could time out: the listener is open or connections remain.

@@ -36,15 +36,6 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr milliseconds kLingerTime{1000};
 constexpr std::size_t kLingerBytes = 1 << 20;
 
-// Sets the session's deadline for one read or write; past it, the sweeper cancels the socket's
-// pending operations (not the socket closed, so that a 408 can still be written).
-void arm(const std::shared_ptr<Session>& s, milliseconds d) {
-  s->timed_out = false;
-  s->deadline = std::chrono::steady_clock::now() + d;
-}
-
-void disarm(const std::shared_ptr<Session>& s) { s->deadline = std::chrono::steady_clock::time_point::max(); }
-
 // The request line is the part of the header block that a long URL fills: when the header limit
 // is hit, tell a long URL (414) from many or long fields (431).
 bool request_line_too_long(const beast::flat_buffer& buffer, std::size_t max_url) {

@@ -8,7 +8,13 @@
 // passed on whole and never kept. So is any answer but a 200.
 #include <cctype>
 
+#include <simdjson.h>
+
+#include <algorithm>
+
 #include <boost/beast/core/string.hpp>
+
+#include "proxy/origin/frappe_values.hpp"
 
 #include "proxy/origin/kinds.hpp"
 
@@ -90,14 +96,14 @@ class HttpOrigin final : public Origin {
   asio::awaitable<result<Answer, http::Problem>> answer(const rules::Rule&, const Ask& ask, Context& ctx) const override {
     http::Upstream* up = ctx.upstream();
     if (!up) co_return http::Problem{502, "BadGateway", "No ERP to ask: upstream.url is not set", false};
-    http::OutgoingGet get;
+    http::OutgoingRequest get;
     get.target = target(ask);
     get.headers.emplace_back("Accept", "application/json");
     if (!ask.sent.host.empty()) get.headers.emplace_back("Host", ask.sent.host);
     if (!ask.sent.authorization.empty()) get.headers.emplace_back("Authorization", ask.sent.authorization);
     if (!ask.sent.cookie.empty()) get.headers.emplace_back("Cookie", ask.sent.cookie);
     if (!ask.sent.accept_language.empty()) get.headers.emplace_back("Accept-Language", ask.sent.accept_language);
-    auto got = co_await up->get(get, kMaxAnswerBytes);
+    auto got = co_await up->send(get, kMaxAnswerBytes);
     if (!got) co_return got.error();
     co_return shape(std::move(*got), request_sid(ask.sent.cookie));
   }
@@ -131,5 +137,71 @@ class HttpOrigin final : public Origin {
 }  // namespace
 
 std::shared_ptr<const Origin> http_origin() { return std::make_shared<HttpOrigin>(); }
+
+namespace {
+
+// The row as stored before the write (its columns' values), for the tags of what it was.
+asio::awaitable<std::vector<std::string>> tags_before(Context& ctx, const rules::Doctype& d, const std::string& name) {
+  std::vector<std::string> tags;
+  if (name.empty()) co_return tags;
+  auto catalog = co_await ctx.catalog();
+  if (!catalog || !(*catalog)->table(d.name)) co_return tags;
+  std::vector<Sql> sql;
+  sql.push_back({"SELECT * FROM " + frappe::quote_ident(d.table) + " WHERE `name` = ?", {name}});
+  auto ran = co_await run_statements(ctx.primary(), sql);
+  if (!ran || (*ran)[0].rows.empty()) co_return tags;
+  const auto& r = (*ran)[0];
+  rules::Values row;
+  for (std::size_t c = 0; c < r.columns.size(); ++c)
+    if (r.rows[0][c]) row.items.emplace_back(r.columns[c].name, *r.rows[0][c]);
+  co_return rules::row_tags(d, row);
+}
+
+// The document the ERP answered with ({"data": {...}}), for the tags of what it is now.
+std::vector<std::string> tags_after(const rules::Doctype& d, const std::string& body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object data;
+  if (parser.parse(body).at_key("data").get(data)) return {};
+  rules::Values row;
+  for (auto field : data) {
+    std::string_view text;
+    if (!field.value.get(text)) {
+      row.items.emplace_back(std::string(field.key), std::string(text));
+    } else if (field.value.is_int64() || field.value.is_uint64() || field.value.is_double()) {
+      row.items.emplace_back(std::string(field.key), simdjson::minify(field.value));
+    }
+  }
+  if (!row.find("name")) return {};
+  return rules::row_tags(d, row);
+}
+
+}  // namespace
+
+asio::awaitable<result<WrittenByErp, http::Problem>> forward_write(Context& ctx, const rules::Doctype& d, const WriteToErp& w) {
+  http::Upstream* up = ctx.upstream();
+  if (!up) co_return http::Problem{502, "BadGateway", "No ERP to ask: upstream.url is not set", false};
+  // Read before the write goes: afterwards the old values are gone.
+  auto before = co_await tags_before(ctx, d, w.name);
+  http::OutgoingRequest request{w.target, w.headers, w.method, w.body};
+  auto got = co_await up->send(request, kMaxAnswerBytes);
+  if (!got) co_return got.error();
+  WrittenByErp out;
+  out.status = got->status;
+  out.body = std::move(got->body);
+  for (const auto& [name, value] : got->headers) {
+    if (boost::beast::iequals(name, "Content-Type")) out.content_type = value;
+    else if (!boost::beast::iequals(name, "Date") && !boost::beast::iequals(name, "Server")) append_header(out.headers, name, value);
+  }
+  if (out.status < 200 || out.status >= 300) co_return out;
+  out.tags = std::move(before);
+  auto after = tags_after(d, out.body);
+  out.tags.insert(out.tags.end(), after.begin(), after.end());
+  // A delete answers "ok", an insert may name nothing: the doctype's lists change either way.
+  out.tags.push_back("doctype:" + d.name);
+  if (!w.name.empty()) out.tags.push_back("doc:" + d.name + "/" + w.name);
+  std::sort(out.tags.begin(), out.tags.end());
+  out.tags.erase(std::unique(out.tags.begin(), out.tags.end()), out.tags.end());
+  co_return out;
+}
 
 }  // namespace pitstop::origin

@@ -91,6 +91,25 @@ class Origin {
                                                                                      Context& ctx) const = 0;
 };
 
+// A write a rule with the http origin forwards to the ERP (POST, PUT, DELETE of a resource), and
+// the tags of the document before and after it: the caller invalidates them before answering.
+struct WriteToErp {
+  std::string method;
+  std::string target;  // as the client sent it
+  std::vector<std::pair<std::string, std::string>> headers;  // the client's, to pass on
+  std::string body;
+  std::string name;  // the document, as the path names it (empty for an insert)
+};
+struct WrittenByErp {
+  unsigned status = 0;
+  std::string content_type = "application/json";
+  std::string headers;  // the ERP's header lines, cookies included ("Name: value\r\n")
+  std::string body;
+  std::vector<std::string> tags;  // empty unless the ERP answered 2xx
+};
+boost::asio::awaitable<boost::system::result<WrittenByErp, http::Problem>> forward_write(Context& ctx, const rules::Doctype& doctype,
+                                                                                         const WriteToErp& write);
+
 // The origin a read rule names (rules::RuleSet::load's factory). Reads what it needs once (a
 // named query's file); throws config::ConfigError naming the file, the rule and the fix.
 std::shared_ptr<const Origin> make_origin(const rules::Rule& rule, const rules::RuleSet& rules);

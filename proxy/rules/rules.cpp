@@ -495,7 +495,13 @@ struct RuleReader {
     L.check_keys(L.object_at(spec, where + ".origin.http"), where + ".origin.http", {});
     if (!L.cfg.upstream.enabled())
       L.fail(where + ".origin.http", "the ERP is asked, but upstream.url is not set in " + L.cfg.source + "; set it (or PITSTOP_UPSTREAM_URL)");
-    if (r.method != http::Method::get) L.fail(where + ".method", "the http origin answers GET only: writes to the ERP are relayed");
+    // Writes: forwarded, then what they changed invalidated; that needs the doctype (its row tags).
+    if (r.method != http::Method::get) {
+      if (!captures.count("doctype"))
+        L.fail(where + ".path", "a write with the http origin needs a {doctype} capture (e.g. /api/resource/{doctype}/{name*})");
+      if (r.method != http::Method::post && !captures.count("name"))
+        L.fail(where + ".path", "an update or delete with the http origin needs a {name} or {name*} capture");
+    }
     r.kind = OriginKind::http;
   }
 

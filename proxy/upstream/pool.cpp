@@ -63,7 +63,7 @@ Stats Pool::stats() const {
   return s;
 }
 
-asio::awaitable<result<http::UpstreamConnection, http::Problem>> Pool::acquire(Target target) {
+asio::awaitable<result<http::UpstreamConnection, http::Problem>> Pool::acquire(Target target, bool probe) {
   if (stats_.in_flight >= cfg_.max_concurrent) {
     ++stats_.saturated;
     co_return http::Problem{503, "ServiceUnavailable",
@@ -76,7 +76,7 @@ asio::awaitable<result<http::UpstreamConnection, http::Problem>> Pool::acquire(T
     while (!idle_.empty()) {
       tcp::socket s = std::move(idle_.back());
       idle_.pop_back();
-      if (still_open(s)) {
+      if (!probe || still_open(s)) {
         ++stats_.reuses;
         ++stats_.in_flight;
         co_return http::UpstreamConnection{std::move(s), true};
@@ -137,13 +137,18 @@ struct Pool::Exchanged {
   bool answered = false;  // some of the answer arrived (then it is not sent again)
 };
 
-asio::awaitable<Pool::Exchanged> Pool::exchange(tcp::socket& socket, const http::OutgoingGet& request, std::size_t max_body) {
+asio::awaitable<Pool::Exchanged> Pool::exchange(tcp::socket& socket, const http::OutgoingRequest& request, std::size_t max_body) {
   namespace bhttp = boost::beast::http;
   Exchanged out;
-  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, request.target, 11};
+  bhttp::request<bhttp::string_body> req;
+  req.method_string(request.method);
+  req.target(request.target);
+  req.version(11);
   req.set(bhttp::field::host, where_text(cfg_.address));
   for (const auto& [name, value] : request.headers) req.set(name, value);
   if (!cfg_.site_name.empty()) req.set("X-Frappe-Site-Name", cfg_.site_name);
+  req.body() = request.body;
+  if (!request.body.empty() || request.method != "GET") req.prepare_payload();
   auto [wec, wn] = co_await bhttp::async_write(socket, req, kToken);
   if (wec) {
     out.ec = wec;
@@ -153,6 +158,7 @@ asio::awaitable<Pool::Exchanged> Pool::exchange(tcp::socket& socket, const http:
   bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(64 * 1024);
   parser.body_limit(max_body);
+  if (request.method == "HEAD") parser.skip(true);
   auto [rec, rn] = co_await bhttp::async_read(socket, buffer, parser, kToken);
   out.answered = parser.got_some();
   if (rec) {
@@ -181,10 +187,11 @@ asio::awaitable<Pool::Exchanged> Pool::exchange(tcp::socket& socket, const http:
   co_return out;
 }
 
-asio::awaitable<result<http::IncomingAnswer, http::Problem>> Pool::get(const http::OutgoingGet& request, std::size_t max_body) {
+asio::awaitable<result<http::IncomingAnswer, http::Problem>> Pool::send(const http::OutgoingRequest& request, std::size_t max_body) {
+  const bool idempotent = request.method == "GET" || request.method == "HEAD" || request.method == "PUT" || request.method == "DELETE";
   using namespace asio::experimental::awaitable_operators;
   for (int attempt = 0;; ++attempt) {
-    auto conn = co_await acquire(Target::http);
+    auto conn = co_await acquire(Target::http, !idempotent);
     if (!conn) co_return conn.error();
     asio::steady_timer timer(ioc_);
     timer.expires_after(cfg_.response_timeout);
@@ -196,8 +203,8 @@ asio::awaitable<result<http::IncomingAnswer, http::Problem>> Pool::get(const htt
     Exchanged got = std::move(std::get<0>(done));
     release(std::move(conn->socket), Target::http, !got.ec && got.keep_alive);
     if (!got.ec) co_return std::move(got.answer);
-    // A kept-alive connection the ERP closed meanwhile: a GET is sent again, once, on a new one.
-    if (conn->reused && !got.answered && attempt == 0) continue;
+    // A kept-alive connection the ERP closed meanwhile: sent again, once, on a new one.
+    if (idempotent && conn->reused && !got.answered && attempt == 0) continue;
     if (got.ec == boost::beast::http::error::body_limit)
       co_return http::Problem{502, "BadGateway", "The ERP's answer is larger than " + std::to_string(max_body) + " bytes", false};
     co_return http::Problem{502, "BadGateway", "The ERP closed the connection without answering (" + got.ec.message() + ")", true};

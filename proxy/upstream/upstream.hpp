@@ -28,10 +28,10 @@ class Pool final : public http::Upstream {
   Pool(boost::asio::io_context& ioc, const config::Upstream& cfg);
   ~Pool() override;
 
-  boost::asio::awaitable<boost::system::result<http::UpstreamConnection, http::Problem>> acquire(Target target) override;
+  boost::asio::awaitable<boost::system::result<http::UpstreamConnection, http::Problem>> acquire(Target target, bool probe = true) override;
   void release(boost::asio::ip::tcp::socket socket, Target target, bool reusable) override;
   const http::UpstreamSettings& settings() const override { return settings_; }
-  boost::asio::awaitable<boost::system::result<http::IncomingAnswer, http::Problem>> get(const http::OutgoingGet& request,
+  boost::asio::awaitable<boost::system::result<http::IncomingAnswer, http::Problem>> send(const http::OutgoingRequest& request,
                                                                                         std::size_t max_body) override;
   Stats stats() const;
   void close_idle();
@@ -39,7 +39,7 @@ class Pool final : public http::Upstream {
  private:
   boost::asio::awaitable<boost::system::result<boost::asio::ip::tcp::socket, http::Problem>> connect(const config::HostPort& where);
   struct Exchanged;
-  boost::asio::awaitable<Exchanged> exchange(boost::asio::ip::tcp::socket& socket, const http::OutgoingGet& request, std::size_t max_body);
+  boost::asio::awaitable<Exchanged> exchange(boost::asio::ip::tcp::socket& socket, const http::OutgoingRequest& request, std::size_t max_body);
 
   boost::asio::io_context& ioc_;
   config::Upstream cfg_;
