@@ -559,15 +559,24 @@ TEST_F(Writes, TheBinaryLogWakesTheRelayForChangesAroundPitstopOnly) {
   }
   ASSERT_TRUE(has(ready, "\"binlog_following\":true")) << ready;
   auto wakes = [&] { return std::stol(json_field(readyz(), {"checks", "outbox_relay", "binlog_wakes"})); };
+  // Other tests write beside this one (other sites' rows wake the relay, as they must): what
+  // tells is that this site's own rows are seen and left to their writer.
+  auto own_rows = [&] { return std::stol(json_field(readyz(), {"checks", "outbox_relay", "binlog_own_rows"})); };
   auto [c, v] = customer_with_vehicle();
   const std::string doc = "/api/resource/Customer/" + c;
   call(p.port(), "GET", doc, auth());
   ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "hit"));
-  const long before = wakes();
+  const long own_before = own_rows();
   for (int i = 0; i < 3; ++i) ASSERT_EQ(call(p.port(), "PUT", doc, auth(), "{\"territory\":\"T" + std::to_string(i) + "\"}").status, 200);
   ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "fwd="));
   ASSERT_TRUE(has(cache_status(call(p.port(), "GET", doc, auth())), "hit"));
-  EXPECT_EQ(wakes(), before) << "pitstop's own writes woke the relay";
+  long own = own_rows();
+  for (int i = 0; i < 100 && own - own_before < 3; ++i) {
+    std::this_thread::sleep_for(20ms);
+    own = own_rows();
+  }
+  EXPECT_EQ(own - own_before, 3) << "pitstop's own writes were not recognised as its own: they woke the relay";
+  const long before = wakes();
   q("UPDATE `tabCustomer` SET customer_name = 'Changed in the desk' WHERE name = '" + c + "'");
   std::string name;
   for (int i = 0; i < 100 && name != "Changed in the desk"; ++i) {

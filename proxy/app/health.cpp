@@ -97,7 +97,8 @@ asio::awaitable<http::Response> readiness(Worker& w) {
   if (!relay) out.member("error", "the outbox relay has not caught up: Redis entries are not used");
   // Not a check: without the binary log, writes around pitstop wait for the relay's interval.
   if (const auto* binlog = w.shared().binlog)
-    out.member("binlog", binlog->mode()).member("binlog_following", binlog->following()).member("binlog_wakes", binlog->wakes());
+    out.member("binlog", binlog->mode()).member("binlog_following", binlog->following()).member("binlog_wakes", binlog->wakes())
+        .member("binlog_own_rows", binlog->own_rows());
   out.end_object();
   all_ok = all_ok && events && relay;
   // Which limiter decided last: "shared" (Redis), "local" (Redis unreachable) or "closed".

@@ -63,6 +63,7 @@ struct BinlogWatch::State {
   std::atomic<int> socket{-1};  // shut down by stop() to end a blocking read
   std::atomic<bool> following{false};
   std::atomic<std::uint64_t> wakes{0};
+  std::atomic<std::uint64_t> own_rows{0};
   std::promise<void> ended;
 
   enum class End { retry, unavailable, stopped };
@@ -86,6 +87,7 @@ BinlogWatch::~BinlogWatch() { stop(); }
 
 bool BinlogWatch::following() const { return state_->following.load(std::memory_order_relaxed); }
 std::uint64_t BinlogWatch::wakes() const { return state_->wakes.load(std::memory_order_relaxed); }
+std::uint64_t BinlogWatch::own_rows() const { return state_->own_rows.load(std::memory_order_relaxed); }
 
 void BinlogWatch::start() {
   if (mode_ == "off" || thread_.joinable()) return;
@@ -205,7 +207,10 @@ BinlogWatch::State::End BinlogWatch::State::follow() {
         if (row->column_count != kColumns) continue;
         const MARIADB_RPL_VALUE& site = row->columns[kSiteColumn];
         // This site's own rows are delivered by their writer (the relay catches those it could not).
-        if (!site.is_null && view(site.val.str) == settings.site) continue;
+        if (!site.is_null && view(site.val.str) == settings.site) {
+          own_rows.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
         pending = std::max<std::uint64_t>(pending, row->columns[kIdColumn].val.ull);
       }
       continue;

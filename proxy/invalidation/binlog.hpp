@@ -43,6 +43,8 @@ class BinlogWatch {
   // Read by /readyz from any thread.
   bool following() const;
   std::uint64_t wakes() const;
+  // This site's own outbox rows seen and left to their writer (they never wake the relay).
+  std::uint64_t own_rows() const;
   const std::string& mode() const { return mode_; }
 
  private:

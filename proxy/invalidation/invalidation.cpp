@@ -151,6 +151,11 @@ void Relay::stop() {
 
 void Relay::wake(std::uint64_t up_to) {
   wanted_ = std::max(wanted_, up_to);
+  // A plain wake while a pass runs cancels no wait: remembered, or it would wait out the
+  // interval (at start-up, the proof that events are heard comes during the first pass, and
+  // Redis is trusted only after a pass that began after it). A binary-log wake (`up_to`) has
+  // wanted_ and its backoff instead.
+  if (up_to == 0) woken_ = true;
   timer_.cancel();
 }
 
@@ -159,9 +164,10 @@ asio::awaitable<void> Relay::run() {
   // The first pass at once: it is what makes Redis trusted after a start.
   while (*running) {
     behind_ = false;
+    woken_ = false;
     co_await pass();
     if (!*running) break;
-    timer_.expires_after(next_delay());
+    timer_.expires_after(woken_ ? std::chrono::milliseconds(0) : next_delay());
     co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }

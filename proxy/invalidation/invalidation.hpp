@@ -152,6 +152,7 @@ class Relay {
   std::uint64_t wanted_ = 0;   // the highest id announced by wake()
   std::chrono::milliseconds retry_{1};
   bool behind_ = false;        // the last pass read a full page
+  bool woken_ = false;         // wake() came during a pass: the next pass at once
   std::map<std::uint64_t, std::chrono::steady_clock::time_point> missing_;  // holes below it, since when
   std::chrono::seconds gap_grace_{60};
 };
