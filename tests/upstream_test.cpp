@@ -240,7 +240,15 @@ TEST_F(Upstream, FiftyMegabytesStreamBothWaysWithoutGrowingMemory) {
   EXPECT_EQ(down.body.size(), 50u << 20);
   EXPECT_TRUE(down.body == pattern(50 << 20));
   const long after = vm_hwm_kb(p.process().pid());
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in quarantine (256 MiB by default) so that a use after free is
+  // caught: resident memory then grows with the churn of pieces, not with what is held. The
+  // bound is the Release build's; the bodies above are checked in both.
+  (void)before;
+  (void)after;
+#else
   EXPECT_LT(after - before, 16 * 1024) << "peak resident memory grew by " << (after - before) << " kB relaying 150 MiB";
+#endif
 }
 
 TEST_F(Upstream, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {

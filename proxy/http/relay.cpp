@@ -90,14 +90,20 @@ using BodyParser = bhttp::request_parser<bhttp::buffer_body>;
 using Upgraded = bhttp::request<bhttp::buffer_body>;
 
 // The head the upstream gets: the client's, less what concerns only this hop, plus who asked.
+// Who asked, for the upstream: set on every relayed head, plain or upgrade.
+template <class Fields>
+void set_forwarded(Fields& f, const std::string& host, const Passage& passage, const UpstreamSettings& us) {
+  f.set("X-Forwarded-For", passage.forwarded_for);
+  f.set("X-Forwarded-Proto", "http");
+  f.set("X-Forwarded-Host", host);
+  if (!us.site_name.empty()) f.set("X-Frappe-Site-Name", us.site_name);
+}
+
 void forward_head(Upgraded& req, const Passage& passage, const UpstreamSettings& us) {
   const std::string host(req[bhttp::field::host]);
   drop_hop_by_hop(req);
   req.erase(bhttp::field::expect);  // answered here: the body is read before the upstream is asked
-  req.set("X-Forwarded-For", passage.forwarded_for);
-  req.set("X-Forwarded-Proto", "http");
-  req.set("X-Forwarded-Host", host);
-  if (!us.site_name.empty()) req.set("X-Frappe-Site-Name", us.site_name);
+  set_forwarded(req, host, passage, us);
   req.version(11);
 }
 
@@ -406,10 +412,7 @@ void forward_upgrade(bhttp::request<bhttp::string_body>& req, const Passage& pas
   drop_hop_by_hop(req);
   req.set(bhttp::field::upgrade, upgrade);
   req.set(bhttp::field::connection, "Upgrade");
-  req.set("X-Forwarded-For", passage.forwarded_for);
-  req.set("X-Forwarded-Proto", "http");
-  req.set("X-Forwarded-Host", host);
-  if (!us.site_name.empty()) req.set("X-Frappe-Site-Name", us.site_name);
+  set_forwarded(req, host, passage, us);
   req.version(11);
 }
 

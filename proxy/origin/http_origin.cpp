@@ -14,6 +14,7 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include "proxy/auth/auth.hpp"
 #include "proxy/origin/frappe_values.hpp"
 
 #include "proxy/origin/kinds.hpp"
@@ -39,16 +40,8 @@ std::string_view cookie_value(std::string_view set_cookie) {
 
 // The sid the request carried ("Guest" when none): the one an echo restates.
 std::string request_sid(std::string_view cookie_header) {
-  std::size_t at = 0;
-  while (at < cookie_header.size()) {
-    auto end = cookie_header.find(';', at);
-    auto pair = cookie_header.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    if (pair.starts_with("sid=")) return std::string(pair.substr(4));
-    if (end == std::string_view::npos) break;
-    at = end + 1;
-  }
-  return "Guest";
+  const auto sid = auth::sid_cookie(cookie_header);
+  return sid.empty() ? std::string("Guest") : std::string(sid);
 }
 
 bool session_echo(std::string_view set_cookie, const std::string& sid) {
