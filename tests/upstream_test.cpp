@@ -222,6 +222,40 @@ TEST_F(Upstream, MethodsStatusesBodiesAndCookiesPassUnchanged) {
   EXPECT_EQ(head.header("Content-Length"), "1000");
 }
 
+TEST_F(Upstream, EachClientGetsAnAnswerFramedAsItCanRead) {
+  Pitstop p(env());
+  // An HTTP/1.0 client cannot read chunks: a chunked answer reaches it unchunked, ended by the close.
+  {
+    RawClient c(p.port());
+    c.send("GET /__standin/echo?size=40000&chunked=1 HTTP/1.0\r\nHost: t\r\n\r\n");
+    auto r = c.read_response(5s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->headers.count("transfer-encoding"), 0u);
+    EXPECT_EQ(r->headers.count("content-length"), 0u);
+    ASSERT_TRUE(c.closed_by_peer(5s));
+    EXPECT_TRUE(c.unread() == pattern(40000)) << c.unread().size() << " bytes";
+  }
+  // HTTP/1.1, pipelined: a 304 carries no body, and the answers after it keep their framing.
+  {
+    RawClient c(p.port());
+    c.send("GET /__standin/echo?size=0&status=304 HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /__standin/echo?size=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /__standin/echo?size=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+           "GET /__standin/echo?size=7 HTTP/1.1\r\nHost: t\r\n\r\n");
+    auto not_modified = c.read_response(5s);
+    ASSERT_TRUE(not_modified);
+    EXPECT_EQ(not_modified->status, 304);
+    for (std::size_t size : {3, 0, 7}) {
+      auto r = c.read_response(5s);
+      ASSERT_TRUE(r) << size;
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(r->headers["content-length"], std::to_string(size));
+      EXPECT_EQ(r->body, pattern(size));
+    }
+  }
+}
+
 TEST_F(Upstream, FiftyMegabytesStreamBothWaysWithoutGrowingMemory) {
   Pitstop p(env({{"PITSTOP_WORKERS", "1"}}));
   // Warm up: the first relays allocate what every relay reuses.
@@ -301,6 +335,21 @@ TEST_F(Upstream, HopByHopFieldsStopHereAndForwardedFieldsAreSet) {
   EXPECT_EQ(r.header("Keep-Alive"), "");
   EXPECT_EQ(r.header("Proxy-Authenticate"), "");
   EXPECT_EQ(r.header("X-Kept"), "yes");
+
+  // Connection lines apart from each other each name fields of this hop only (raw bytes: Beast's
+  // own serializer would merge them).
+  {
+    RawClient c(p.port());
+    c.send("GET /__standin/echo HTTP/1.1\r\nHost: t\r\nConnection: X-First\r\nX-First: 1\r\nX-Between: kept\r\n"
+           "X-Second: 2\r\nConnection: X-Second, keep-alive\r\n\r\n");
+    auto split = c.read_response(5s);
+    ASSERT_TRUE(split);
+    ASSERT_EQ(split->status, 200) << split->body;
+    const auto seen_split = echoed_headers(split->body);
+    EXPECT_FALSE(has_header_named(seen_split, "X-First"));
+    EXPECT_FALSE(has_header_named(seen_split, "X-Second")) << "the second Connection line was not read";
+    EXPECT_EQ(header_value(seen_split, "X-Between"), "kept");
+  }
 
   // From a trusted proxy, its X-Forwarded-For is kept and the peer appended; the site name is sent.
   Pitstop trusting(env({{"PITSTOP_LIMITING_TRUSTED_PROXIES", "127.0.0.1"}, {"PITSTOP_UPSTREAM_SITE_NAME", "erp.example"}}));

@@ -15,6 +15,20 @@ using cache::EntryPtr;
 
 namespace {
 
+// The client's address as X-Forwarded-For carries it. IPv4 by hand: Asio's to_string goes through
+// inet_ntop and sprintf, a share of a relayed request's CPU that showed in its profile.
+std::string address_text(const asio::ip::address& a) {
+  if (!a.is_v4()) return a.to_string();
+  std::string out;
+  for (const unsigned char byte : a.to_v4().to_bytes()) {
+    if (!out.empty()) out += '.';
+    if (byte >= 100) out += static_cast<char>('0' + byte / 100);
+    if (byte >= 10) out += static_cast<char>('0' + byte / 10 % 10);
+    out += static_cast<char>('0' + byte % 10);
+  }
+  return out;
+}
+
 http::Response from_failure(unsigned status, std::string_view exc_type, std::string_view message) {
   return http::error_response(status, exc_type, message);
 }
@@ -191,7 +205,7 @@ asio::awaitable<http::Passage> Router::pass(const http::Request& head) {
   http::Passage out;
   auto& shared = worker_.shared();
   const auto peer = head.peer().address();
-  const std::string peer_text = peer.to_string();
+  const std::string peer_text = address_text(peer);
   const auto xff = head.header(http::Request::Field::x_forwarded_for);
   out.forwarded_for = shared.trusted_proxies.trusted(peer) && !xff.empty() ? std::string(xff) + ", " + peer_text : peer_text;
   std::string_view cookies[8];

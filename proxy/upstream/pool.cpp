@@ -154,7 +154,10 @@ asio::awaitable<Pool::Exchanged> Pool::exchange(tcp::socket& socket, const http:
     out.ec = wec;
     co_return out;
   }
+  // Beast reads as much as the buffer has room for, at least 512 bytes; the body moves on into
+  // the string, so an unreserved buffer would stay small and take the answer 512 bytes a call.
   boost::beast::flat_buffer buffer;
+  buffer.reserve(16 * 1024);
   bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(64 * 1024);
   parser.body_limit(max_body);

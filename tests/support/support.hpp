@@ -175,6 +175,8 @@ class RawClient {
   std::optional<Response> read_response(std::chrono::milliseconds limit = std::chrono::seconds(5));
   // True when the server closed the connection (read returns 0 or reset) within `limit`.
   bool closed_by_peer(std::chrono::milliseconds limit);
+  // What arrived after the last response read (a body delimited by the close, once closed).
+  const std::string& unread() const { return pending_; }
   int fd() const { return fd_; }
 
  private:
