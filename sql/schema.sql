@@ -415,3 +415,211 @@ CREATE TABLE IF NOT EXISTS `tabService Order Item` (
   KEY `parent` (`parent`),
   KEY `modified` (`modified`)
 ) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- ---------------------------------------------------------------------------------------------
+-- Permissions, as the ERP keeps them (Frappe v15: frappe/core/doctype/{docperm,custom_docperm,
+-- docfield,custom_field,property_setter,user_permission,docshare}/*.json; tabSingles from
+-- framework_mariadb.sql). pitstop reads them to enforce what the ERP would (proxy/perm).
+-- ---------------------------------------------------------------------------------------------
+
+-- Child of DocType (parenttype 'DocType', parentfield 'permissions'): one role's rights at one
+-- permission level. `read` defaults to 1 as in docperm.json.
+CREATE TABLE IF NOT EXISTS `tabDocPerm` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `role` varchar(140) DEFAULT NULL,
+  `permlevel` int(11) NOT NULL DEFAULT 0,
+  `if_owner` int(1) NOT NULL DEFAULT 0,
+  `select` int(1) NOT NULL DEFAULT 0,
+  `read` int(1) NOT NULL DEFAULT 1,
+  `write` int(1) NOT NULL DEFAULT 0,
+  `create` int(1) NOT NULL DEFAULT 0,
+  `delete` int(1) NOT NULL DEFAULT 0,
+  `submit` int(1) NOT NULL DEFAULT 0,
+  `cancel` int(1) NOT NULL DEFAULT 0,
+  `amend` int(1) NOT NULL DEFAULT 0,
+  `report` int(1) NOT NULL DEFAULT 0,
+  `export` int(1) NOT NULL DEFAULT 0,
+  `import` int(1) NOT NULL DEFAULT 0,
+  `share` int(1) NOT NULL DEFAULT 0,
+  `print` int(1) NOT NULL DEFAULT 0,
+  `email` int(1) NOT NULL DEFAULT 0,
+  `parent` varchar(140) DEFAULT NULL,
+  `parentfield` varchar(140) DEFAULT NULL,
+  `parenttype` varchar(140) DEFAULT NULL,
+  PRIMARY KEY (`name`),
+  KEY `parent` (`parent`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Not a child table in v15: `parent` is a plain field naming the doctype. When a doctype has any
+-- row here, these rows replace its tabDocPerm rows.
+CREATE TABLE IF NOT EXISTS `tabCustom DocPerm` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `parent` varchar(140) DEFAULT NULL,
+  `role` varchar(140) DEFAULT NULL,
+  `permlevel` int(11) NOT NULL DEFAULT 0,
+  `if_owner` int(1) NOT NULL DEFAULT 0,
+  `select` int(1) NOT NULL DEFAULT 0,
+  `read` int(1) NOT NULL DEFAULT 1,
+  `write` int(1) NOT NULL DEFAULT 0,
+  `create` int(1) NOT NULL DEFAULT 0,
+  `delete` int(1) NOT NULL DEFAULT 0,
+  `submit` int(1) NOT NULL DEFAULT 0,
+  `cancel` int(1) NOT NULL DEFAULT 0,
+  `amend` int(1) NOT NULL DEFAULT 0,
+  `report` int(1) NOT NULL DEFAULT 0,
+  `export` int(1) NOT NULL DEFAULT 0,
+  `import` int(1) NOT NULL DEFAULT 0,
+  `share` int(1) NOT NULL DEFAULT 0,
+  `print` int(1) NOT NULL DEFAULT 0,
+  `email` int(1) NOT NULL DEFAULT 0,
+  PRIMARY KEY (`name`),
+  KEY `parent` (`parent`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Child of DocType (parentfield 'fields'): only the columns permissions need.
+CREATE TABLE IF NOT EXISTS `tabDocField` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `fieldname` varchar(140) DEFAULT NULL,
+  `label` varchar(140) DEFAULT NULL,
+  `fieldtype` varchar(140) DEFAULT 'Data',
+  `options` text,
+  `permlevel` int(11) NOT NULL DEFAULT 0,
+  `ignore_user_permissions` int(1) NOT NULL DEFAULT 0,
+  `is_virtual` int(1) NOT NULL DEFAULT 0,
+  `reqd` int(1) NOT NULL DEFAULT 0,
+  `parent` varchar(140) DEFAULT NULL,
+  `parentfield` varchar(140) DEFAULT NULL,
+  `parenttype` varchar(140) DEFAULT NULL,
+  PRIMARY KEY (`name`),
+  KEY `parent` (`parent`),
+  KEY `label` (`label`),
+  KEY `fieldtype` (`fieldtype`),
+  KEY `fieldname` (`fieldname`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS `tabCustom Field` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `dt` varchar(140) DEFAULT NULL,
+  `fieldname` varchar(140) DEFAULT NULL,
+  `label` varchar(140) DEFAULT NULL,
+  `fieldtype` varchar(140) DEFAULT 'Data',
+  `options` text,
+  `insert_after` varchar(140) DEFAULT NULL,
+  `permlevel` int(11) NOT NULL DEFAULT 0,
+  `ignore_user_permissions` int(1) NOT NULL DEFAULT 0,
+  `is_virtual` int(1) NOT NULL DEFAULT 0,
+  `reqd` int(1) NOT NULL DEFAULT 0,
+  PRIMARY KEY (`name`),
+  KEY `dt` (`dt`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS `tabProperty Setter` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `is_system_generated` int(1) NOT NULL DEFAULT 0,
+  `doctype_or_field` varchar(140) DEFAULT NULL,
+  `doc_type` varchar(140) DEFAULT NULL,
+  `field_name` varchar(140) DEFAULT NULL,
+  `row_name` varchar(140) DEFAULT NULL,
+  `module` varchar(140) DEFAULT NULL,
+  `property` varchar(140) DEFAULT NULL,
+  `property_type` varchar(140) DEFAULT NULL,
+  `value` text,
+  `default_value` varchar(140) DEFAULT NULL,
+  PRIMARY KEY (`name`),
+  KEY `doc_type` (`doc_type`),
+  KEY `field_name` (`field_name`),
+  KEY `property` (`property`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- applicable_for empty: every doctype. apply_to_all_doctypes is kept for the desk; Frappe's checks
+-- read applicable_for only.
+CREATE TABLE IF NOT EXISTS `tabUser Permission` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `user` varchar(140) DEFAULT NULL,
+  `allow` varchar(140) DEFAULT NULL,
+  `for_value` varchar(140) DEFAULT NULL,
+  `is_default` int(1) NOT NULL DEFAULT 0,
+  `apply_to_all_doctypes` int(1) NOT NULL DEFAULT 1,
+  `applicable_for` varchar(140) DEFAULT NULL,
+  `hide_descendants` int(1) NOT NULL DEFAULT 0,
+  PRIMARY KEY (`name`),
+  KEY `user` (`user`),
+  KEY `allow` (`allow`),
+  KEY `for_value` (`for_value`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- `user` is NULL on a share with everyone (everyone = 1).
+CREATE TABLE IF NOT EXISTS `tabDocShare` (
+  `name` varchar(140) NOT NULL,
+  `creation` datetime(6) DEFAULT NULL,
+  `modified` datetime(6) DEFAULT NULL,
+  `modified_by` varchar(140) DEFAULT NULL,
+  `owner` varchar(140) DEFAULT NULL,
+  `docstatus` int(1) NOT NULL DEFAULT 0,
+  `idx` int(8) NOT NULL DEFAULT 0,
+  `user` varchar(140) DEFAULT NULL,
+  `share_doctype` varchar(140) DEFAULT NULL,
+  `share_name` varchar(140) DEFAULT NULL,
+  `read` int(1) NOT NULL DEFAULT 0,
+  `write` int(1) NOT NULL DEFAULT 0,
+  `share` int(1) NOT NULL DEFAULT 0,
+  `submit` int(1) NOT NULL DEFAULT 0,
+  `everyone` int(1) NOT NULL DEFAULT 0,
+  `notify_by_email` int(1) NOT NULL DEFAULT 1,
+  PRIMARY KEY (`name`),
+  KEY `user` (`user`),
+  KEY `share_doctype` (`share_doctype`),
+  KEY `share_name` (`share_name`),
+  KEY `everyone` (`everyone`),
+  KEY `modified` (`modified`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Single doctypes' values (framework_mariadb.sql): System Settings' apply_strict_user_permissions.
+CREATE TABLE IF NOT EXISTS `tabSingles` (
+  `doctype` varchar(255) DEFAULT NULL,
+  `field` varchar(255) DEFAULT NULL,
+  `value` longtext,
+  KEY `singles_doctype_field_index` (`doctype`, `field`)
+) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
