@@ -315,14 +315,14 @@ proc: BEGIN
   -- Customers and vehicles
   -- ----------------------------------------------------------------------------------------
   INSERT INTO `tabCustomer` (name, creation, modified, modified_by, owner, customer_name,
-                             customer_type, customer_group, mobile_no, email_id, territory, disabled)
+                             customer_type, customer_group, mobile_no, email_id, territory, credit_limit, disabled)
   SELECT CONCAT('CUST-', LPAD(c.seq, 5, '0')), c.ts, c.ts, 'Administrator', 'Administrator',
          IF(c.seq MOD 8 = 0, CONCAT(l.v, ' ', sf.v), CONCAT(f.v, ' ', l.v)),
          IF(c.seq MOD 8 = 0, 'Company', 'Individual'),
          IF(c.seq MOD 8 = 0, 'Commercial', 'Individual'),
          CONCAT('+1555', LPAD(c.seq, 7, '0')),
          CONCAT('cust', LPAD(c.seq, 5, '0'), '@example.com'),
-         tr.v, IF(c.seq MOD 50 = 0, 1, 0)
+         tr.v, IF(c.seq MOD 8 = 0, 25000, 1000 + CRC32(CONCAT('cc', c.seq)) MOD 10 * 500), IF(c.seq MOD 50 = 0, 1, 0)
   FROM (SELECT seq, TIMESTAMP'2025-12-31 18:00:00' + INTERVAL seq * 100000 MICROSECOND AS ts
         FROM seq_1_to_1000000 WHERE seq <= n_cust) c
   JOIN t_first f ON f.i = CRC32(CONCAT('cf', c.seq)) MOD 40

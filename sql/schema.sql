@@ -213,6 +213,7 @@ CREATE TABLE IF NOT EXISTS `tabCustomer` (
   `mobile_no` varchar(140) DEFAULT NULL,
   `email_id` varchar(140) DEFAULT NULL,
   `territory` varchar(140) DEFAULT NULL,
+  `credit_limit` decimal(21,9) NOT NULL DEFAULT 0,
   `disabled` int(1) NOT NULL DEFAULT 0,
   `_user_tags` text,
   `_comments` text,
@@ -221,6 +222,10 @@ CREATE TABLE IF NOT EXISTS `tabCustomer` (
   PRIMARY KEY (`name`),
   KEY `modified` (`modified`)
 ) ENGINE=InnoDB ROW_FORMAT=DYNAMIC DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Added after the first release of this schema: databases created before get the column too.
+-- credit_limit is at permission level 1 in the sample site (sql/permissions.sql).
+ALTER TABLE `tabCustomer` ADD COLUMN IF NOT EXISTS `credit_limit` decimal(21,9) NOT NULL DEFAULT 0 AFTER `territory`;
 
 CREATE TABLE IF NOT EXISTS `tabVehicle` (
   `name` varchar(140) NOT NULL,

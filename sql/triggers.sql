@@ -275,4 +275,124 @@ IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
   ), 'trigger', NOW(6));
 END IF//
 
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabDocPerm` AFTER INSERT ON `tabDocPerm` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabDocPerm` AFTER UPDATE ON `tabDocPerm` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabDocPerm` AFTER DELETE ON `tabDocPerm` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabCustomDocPerm` AFTER INSERT ON `tabCustom DocPerm` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabCustomDocPerm` AFTER UPDATE ON `tabCustom DocPerm` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabCustomDocPerm` AFTER DELETE ON `tabCustom DocPerm` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabDocField` AFTER INSERT ON `tabDocField` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabDocField` AFTER UPDATE ON `tabDocField` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabDocField` AFTER DELETE ON `tabDocField` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabCustomField` AFTER INSERT ON `tabCustom Field` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabCustomField` AFTER UPDATE ON `tabCustom Field` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabCustomField` AFTER DELETE ON `tabCustom Field` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabPropertySetter` AFTER INSERT ON `tabProperty Setter` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabPropertySetter` AFTER UPDATE ON `tabProperty Setter` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabPropertySetter` AFTER DELETE ON `tabProperty Setter` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabUserPermission` AFTER INSERT ON `tabUser Permission` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabUserPermission` AFTER UPDATE ON `tabUser Permission` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabUserPermission` AFTER DELETE ON `tabUser Permission` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabDocShare` AFTER INSERT ON `tabDocShare` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabDocShare` AFTER UPDATE ON `tabDocShare` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabDocShare` AFTER DELETE ON `tabDocShare` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ai_tabSingles` AFTER INSERT ON `tabSingles` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_au_tabSingles` AFTER UPDATE ON `tabSingles` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
+CREATE OR REPLACE TRIGGER `pitstop_ad_tabSingles` AFTER DELETE ON `tabSingles` FOR EACH ROW
+IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN
+  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY('permissions'), 'trigger', NOW(6));
+END IF//
+
 DELIMITER ;

@@ -22,7 +22,7 @@ perm::PermRow row(std::string role, perm::Rights rights, int level = 0, bool if_
   return perm::PermRow{std::move(role), level, if_owner, rights};
 }
 
-perm::Field link(std::string name, std::string target) { return perm::Field{std::move(name), "Link", std::move(target), 0, false}; }
+perm::Field link_field(std::string name, std::string target) { return perm::Field{std::move(name), "Link", std::move(target), 0, false}; }
 perm::Field data(std::string name, int level = 0) { return perm::Field{std::move(name), "Data", "", level, false}; }
 
 // An order with a customer link, a child table of items linking to Item, and a level-1 field.
@@ -32,10 +32,10 @@ perm::Snapshot::Builder workshop() {
   b.perm_row("Order", row("Manager", perm::read | perm::write | perm::create | perm::delete_), false);
   b.perm_row("Order", row("Manager", perm::read | perm::write, 1), false);
   b.perm_row("Order", row("Auditor", perm::read, 1), false);
-  b.field("Order", link("customer", "Customer"));
+  b.field("Order", link_field("customer", "Customer"));
   b.field("Order", data("notes", 1));
   b.field("Order", perm::Field{"items", "Table", "Order Item", 0, false});
-  b.field("Order Item", link("item_code", "Item"));
+  b.field("Order Item", link_field("item_code", "Item"));
   b.perm_row("Customer", row("Advisor", perm::read), false);
   return b;
 }
@@ -216,6 +216,14 @@ TEST(Permissions, FingerprintsAreEqualExactlyWhenWhatDecidesIsEqual) {
   EXPECT_NE(plain, fp("r4@x", {"Advisor"}));
   EXPECT_NE(plain, fp("s1@x", {"Advisor"}));
   EXPECT_NE(plain, perm::fingerprint(*s, perm::user_of("Administrator", {}), "Order"));
+  // The doctype's rules are in: a Link field added (a user permission now filters more), or a
+  // permission row changed, gives every user of the doctype a new fingerprint.
+  auto b2 = workshop();
+  b2.user_permission("r1@x", {"Customer", "C-1", ""});
+  b2.field("Order", link_field("billing_customer", "Customer"));
+  auto s2 = b2.build();
+  EXPECT_NE(fp("r1@x", {"Advisor"}), perm::fingerprint(*s2, perm::user_of("r1@x", {"Advisor"}), "Order"));
+  EXPECT_NE(plain, perm::fingerprint(*s2, perm::user_of("a@x", {"Advisor"}), "Order"));
   // Owner-only rights put the user's name in.
   perm::Snapshot::Builder ob;
   ob.perm_row("Order", row("Clerk", perm::read, 0, true), false);

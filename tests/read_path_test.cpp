@@ -153,16 +153,37 @@ TEST_F(ReadPath, ReadsWorkWithRedisDown) {
   EXPECT_TRUE(has(ready->body, "\"redis_cache\":{\"ok\":false")) << ready->body;
 }
 
-TEST_F(ReadPath, UserScopeNeverSharesAndSharedScopeDoes) {
+TEST_F(ReadPath, UserScopeIsSharedOnlyByThoseWhoMaySeeTheSame) {
+  // carol sees one customer only (a user permission); dave, a Service Advisor, also sees the
+  // customer's credit limit (permission level 1). alice and bob see the same: one entry.
+  const auto db = service_config().mariadb.primary;
+  ApiUser carol(db, "readpath-carol-" + std::to_string(::getpid()) + "@example.com");
+  ApiUser dave(db, "readpath-dave-" + std::to_string(::getpid()) + "@example.com", {"Service Advisor"});
+  const std::string up = "readpath-up-" + std::to_string(::getpid());
+  mariadb_sql(db, "INSERT INTO `tabUser Permission` (name, user, allow, for_value) VALUES ('" + up + "', '" + carol.name() +
+                      "', 'Customer', 'CUST-00001')");
+  struct Cleanup {
+    std::string sql;
+    ~Cleanup() { mariadb_sql(service_config().mariadb.primary, sql); }
+  } cleanup{"DELETE FROM `tabUser Permission` WHERE name = '" + up + "'"};
   Pitstop p({{"PITSTOP_SITE", unique_site()}});
   const std::string doc = "/api/resource/Customer/CUST-00002";
   auto a = get(p.port(), doc, {alice_.token_header()});
-  ASSERT_EQ(a.status, 200);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_FALSE(has(a.body, "credit_limit")) << "a field above alice's level: " << a.body;
   auto b = get(p.port(), doc, {bob_.token_header()});
   ASSERT_EQ(b.status, 200);
-  EXPECT_TRUE(has(cache_status(b), "fwd=uri-miss")) << "bob got alice's entry: " << cache_status(b);
+  EXPECT_TRUE(has(cache_status(b), "hit")) << "bob may see what alice sees: " << cache_status(b);
+  auto c = get(p.port(), doc, {carol.token_header()});
+  EXPECT_EQ(c.status, 403) << "carol got an entry of someone who may see more: " << c.body;
+  EXPECT_FALSE(has(c.body, "customer_name")) << c.body;
+  auto d = get(p.port(), doc, {dave.token_header()});
+  ASSERT_EQ(d.status, 200);
+  EXPECT_TRUE(has(cache_status(d), "fwd=uri-miss")) << "dave got alice's entry: " << cache_status(d);
+  EXPECT_TRUE(has(d.body, "\"credit_limit\"")) << d.body;
   EXPECT_TRUE(has(cache_status(get(p.port(), doc, {alice_.token_header()})), "hit"));
-  EXPECT_TRUE(has(cache_status(get(p.port(), doc, {bob_.token_header()})), "hit"));
+  EXPECT_TRUE(has(cache_status(get(p.port(), doc, {dave.token_header()})), "hit"));
+  EXPECT_FALSE(has(get(p.port(), doc, {bob_.token_header()}).body, "credit_limit"));
   // Shared scope (the method endpoints): one entry for everyone.
   get(p.port(), kSummary, {alice_.token_header()});
   EXPECT_TRUE(has(cache_status(get(p.port(), kSummary, {bob_.token_header()})), "hit"));

@@ -217,6 +217,10 @@ TEST(Rules, MistakesAreRefusedWithIndexPathAndFix) {
   EXPECT_NE(e.find("$.rules[0] (service_catalog).methd: unknown key"), std::string::npos) << e;
   e = load_error(replace(text, "\"children\": { \"items\": \"Service Order Item\" }", "\"children\": { \"items\": \"Missing\" }"));
   EXPECT_NE(e.find("names \"Missing\", which is not in $.doctypes"), std::string::npos) << e;
+  e = load_error(replace(text, "\"reveals\": [\"Service Type\"]", "\"reveals\": [\"\"]"));
+  EXPECT_NE(e.find("$.rules[0] (service_catalog).reveals: expected doctype names"), std::string::npos) << e;
+  e = load_error(replace(text, "\"reveals\": [\"Service Type\"]", "\"reveals\": \"Service Type\""));
+  EXPECT_NE(e.find("$.rules[0] (service_catalog).reveals"), std::string::npos) << e;
   e = load_error("{\"rules\": [");
   EXPECT_NE(e.find("not valid JSON"), std::string::npos) << e;
   e = load_error(replace(text, "\"path\": \"/api/resource/{doctype}\"", "\"path\": \"/api/resource/{doctype}/{a*}/x\""));

@@ -145,8 +145,9 @@ bool any_role(const auth::Identity& id, const std::vector<std::string>& roles) {
 }  // namespace
 
 std::optional<std::string> Router::permission_denied(const rules::Rule& rule, const rules::Values& captures,
-                                                     const auth::Identity& id) const {
+                                                     const auth::Identity& id, bool erp_decides) const {
   if (!rule.roles.empty() && !any_role(id, rule.roles)) return std::string("Not permitted: this needs the role ") + rule.roles.front();
+  if (erp_decides) return std::nullopt;
   const std::string* dt = captures.find("doctype");
   if (!dt) return std::nullopt;
   const rules::Doctype* d = worker_.shared().rules->doctype(*dt);
@@ -158,6 +159,73 @@ std::optional<std::string> Router::permission_denied(const rules::Rule& rule, co
   const auto* allowed = d->allowed(action);
   if (allowed && !any_role(id, *allowed)) return "Insufficient Permission for " + d->name;
   return std::nullopt;
+}
+
+namespace {
+
+// Per worker: enough for every user of a workshop on every doctype, small enough to forget.
+constexpr std::size_t kMaxMemo = 50000;
+
+std::optional<perm::Action> resource_action(rules::OriginKind kind) {
+  switch (kind) {
+    case rules::OriginKind::resource_doc: return perm::Action::read_document;
+    case rules::OriginKind::resource_list: return perm::Action::read_list;
+    case rules::OriginKind::resource_insert: return perm::Action::insert;
+    case rules::OriginKind::resource_update: return perm::Action::update;
+    case rules::OriginKind::resource_delete: return perm::Action::remove;
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<Router::ErpDecision> Router::erp_permissions(const rules::Rule& rule, const rules::Values& captures,
+                                                             const auth::Identity& id) {
+  ErpDecision out;
+  // A named query's answer: every doctype it reveals must be wholly readable; unless the rule is
+  // open to guests, which makes its answer public.
+  if (!rule.reveals.empty() && !rule.allow_guest) {
+    for (const auto& revealed : rule.reveals) {
+      auto d = co_await decide(revealed, perm::Action::reveal, id);
+      if (d.refusal) co_return d;
+    }
+  }
+  const auto action = resource_action(rule.kind);
+  const std::string* dt = captures.find("doctype");
+  if (!action || !dt || !worker_.shared().rules->doctype(*dt)) co_return out;
+  co_return co_await decide(*dt, *action, id);
+}
+
+asio::awaitable<Router::ErpDecision> Router::decide(const std::string& doctype, perm::Action action, const auth::Identity& id) {
+  ErpDecision out;
+  const std::string* dt = &doctype;
+  auto perms = co_await worker_.permissions();
+  if (!perms) {
+    out.refusal = perms.error();
+    co_return out;
+  }
+  if (memo_.snapshot != *perms) {
+    memo_.decisions.clear();
+    memo_.snapshot = *perms;
+  }
+  std::string key;
+  key.reserve(dt->size() + id.user.size() + 64);
+  key.append(*dt).push_back('\x1f');
+  key.push_back(static_cast<char>('0' + static_cast<int>(action)));
+  key.append(id.user).push_back('\x1f');
+  for (const auto& r : id.roles) key.append(r).push_back('\x1e');
+  if (auto it = memo_.decisions.find(key); it != memo_.decisions.end()) co_return it->second;
+  out.user = perm::user_of(id.user, id.roles);
+  if (perm::grant(**perms, out.user, *dt).known) {
+    out.refusal = perm::refusal(**perms, out.user, *dt, action);
+    if (!out.refusal) {
+      out.fingerprint = perm::fingerprint(**perms, out.user, *dt);
+      out.permissions = *perms;
+    }
+  }
+  if (memo_.decisions.size() >= kMaxMemo) memo_.decisions.clear();
+  memo_.decisions.emplace(std::move(key), out);
+  co_return out;
 }
 
 asio::awaitable<http::Response> Router::handle(const http::Request& req) {
@@ -300,9 +368,13 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
     if (identity.session_expired) co_return refused(401, "SessionExpired", "Session expired");
     co_return refused(401, "AuthenticationError", "Login required: send a token, Basic or Bearer credential or a session cookie");
   }
-  // Roles: the rule's, and for resources the doctype's permission for the action.
-  if (auto denied = permission_denied(rule, m.captures, identity)) co_return refused(403, "PermissionError", *denied);
-  if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req);
+  // The ERP's own permissions decide resources of the doctypes they cover; the rules file's
+  // `permissions` the others. Then the rule's roles.
+  auto erp = co_await erp_permissions(rule, m.captures, identity);
+  if (erp.refusal) co_return refused(*erp.refusal);
+  if (auto denied = permission_denied(rule, m.captures, identity, !erp.fingerprint.empty()))
+    co_return refused(403, "PermissionError", *denied);
+  if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req, erp);
   if (rule.kind == rules::OriginKind::http && rule.method != http::Method::get) co_return co_await write_via_erp(m.captures, req);
 
   auto query = rules::parse_query(req.query());
@@ -314,7 +386,7 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   const auto& cfg = worker_.config();
   const auto& category = cfg.cache.categories.at(rule.category);
   cache::Read read;
-  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user);
+  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user, erp.fingerprint);
   read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
   origin::Ask ask{std::move(m.captures), std::move(*params), std::move(*query), *identified, {}};
   if (rule.kind == rules::OriginKind::http) ask.sent = sent_as(req);
@@ -332,7 +404,7 @@ asio::awaitable<http::Response> Router::serve(cache::Read read, const http::Requ
 }
 
 asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rules::Values& captures,
-                                              const auth::Identity& identity, const http::Request& req) {
+                                              const auth::Identity& identity, const http::Request& req, const ErpDecision& erp) {
   auto& shared = worker_.shared();
   auto respond = [](http::Response r) {
     r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::write}));
@@ -354,8 +426,9 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
   }
   auto catalog = co_await worker_.catalog();
   if (!catalog) co_return respond(http::error_response(catalog.error()));
+  const std::optional<origin::Viewer> viewer = erp.viewer();
   auto written = co_await origin::write_doc(worker_.primary(), **catalog, *shared.rules, *doctype, rule.kind, name, body,
-                                            identity.user, identity.roles, worker_.config().site);
+                                            identity.user, identity.roles, worker_.config().site, viewer ? &*viewer : nullptr);
   if (!written) co_return respond(http::error_response(written.error()));
 
   // Committed. The answer waits behind the barrier: this instance, Redis and every live instance

@@ -28,6 +28,8 @@ struct Shared {
   cache::Flights flights;
   cache::InvalidationLog invalidations;
   cache::Trust trust;
+  // Events naming the permission tables heard so far (worker 0's subscriber counts them).
+  std::atomic<std::uint64_t> permission_changes{0};
   // This process among the site's instances, and the acknowledgements its writes wait for.
   std::string instance = invalidation::new_instance_id();
   invalidation::Acks acks;

@@ -2,7 +2,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "proxy/json/writer.hpp"
 #include "proxy/log/log.hpp"
@@ -32,7 +34,7 @@ http::Settings http_settings(const config::Config& c) {
 }  // namespace
 
 namespace {
-invalidation::Local local(Shared& s) { return {s.l1, s.invalidations, s.trust}; }
+invalidation::Local local(Shared& s) { return {s.l1, s.invalidations, s.trust, &s.permission_changes}; }
 
 invalidation::Timing timing(const config::Config& c) {
   return {c.invalidation.heartbeat, c.invalidation.fence, c.invalidation.lease};
@@ -108,6 +110,43 @@ asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, ht
     catalog_ = std::move(*c);
   }
   co_return catalog_;
+}
+
+bool Worker::permissions_current() const {
+  if (!perms_.snapshot) return false;
+  if (perms_.changes != shared_.permission_changes.load(std::memory_order_acquire)) return false;
+  if (perms_.generation != shared_.trust.generation()) return false;
+  // Without proof that this instance hears events, a change could go unheard: read them again
+  // once the fence is over, as L1 is given up after it.
+  const auto now = std::chrono::steady_clock::now();
+  return shared_.trust.l1_usable(now) || now - perms_.at < shared_.cfg.invalidation.fence;
+}
+
+asio::awaitable<boost::system::result<std::shared_ptr<const perm::Snapshot>, http::Problem>> Worker::permissions() {
+  // One read at a time per worker; the others wait for it. A read counts from when it began:
+  // an event that arrives during it makes the next request read again.
+  for (int round = 0; round < 3; ++round) {
+    if (permissions_current()) co_return perms_.snapshot;
+    if (auto running = perms_.loading) {
+      co_await running->async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    auto done = std::make_shared<asio::steady_timer>(ioc_, std::chrono::hours(1));
+    perms_.loading = done;
+    const auto changes = shared_.permission_changes.load(std::memory_order_acquire);
+    const auto generation = shared_.trust.generation();
+    const auto at = std::chrono::steady_clock::now();
+    auto loaded = co_await perm::load(primary_);
+    perms_.loading.reset();
+    done->cancel();
+    if (!loaded) co_return loaded.error();
+    perms_.snapshot = std::move(*loaded);
+    perms_.changes = changes;
+    perms_.generation = generation;
+    perms_.at = at;
+    co_return perms_.snapshot;
+  }
+  co_return http::Problem{503, "ServiceUnavailable", "The ERP's permissions could not be read", true};
 }
 
 origin::ListLimits Worker::list_limits() const {

@@ -3,9 +3,11 @@
 // verifier and L2 store. Only `Shared` (rules, L1, single-flight) is shared with other workers.
 #include <boost/asio/detail/concurrency_hint.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "proxy/app/shared.hpp"
@@ -20,6 +22,7 @@
 #include "proxy/invalidation/invalidation.hpp"
 #include "proxy/limits/limits.hpp"
 #include "proxy/origin/origin.hpp"
+#include "proxy/perm/perm.hpp"
 #include "proxy/redis/client.hpp"
 #include "proxy/upstream/upstream.hpp"
 
@@ -46,6 +49,18 @@ class Router : public http::Handler {
     std::optional<http::Response> refusal;
     void stamp(http::Response& r) const;
   };
+  // For a resource of a doctype the ERP's permissions cover (proxy/perm): a refusal, or the
+  // fingerprint that keys the answer (empty: not covered, the rules file decides).
+  struct ErpDecision {
+    std::optional<http::Problem> refusal;
+    std::string fingerprint;
+    std::shared_ptr<const perm::Snapshot> permissions;  // with the user, when they decide
+    perm::User user;
+    std::optional<origin::Viewer> viewer() const {
+      if (fingerprint.empty()) return std::nullopt;
+      return origin::Viewer{*permissions, user};
+    }
+  };
   boost::asio::awaitable<http::Response> health(const http::Request& req);
   boost::asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> identify(const http::Request& req);
   static http::Response too_many_failures(const auth::Failure& f);
@@ -55,13 +70,21 @@ class Router : public http::Handler {
                                                   const boost::system::result<auth::IdentityPtr, auth::Failure>& identified);
   boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req);
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
-                                               const auth::Identity& identity, const http::Request& req);
+                                               const auth::Identity& identity, const http::Request& req, const ErpDecision& erp);
   // A write a rule with the http origin forwards to the ERP; its tags are settled before the answer.
   boost::asio::awaitable<http::Response> write_via_erp(const rules::Values& captures, const http::Request& req);
   boost::asio::awaitable<void> settle(invalidation::Event event, std::uint64_t outbox_id);
   // Why the identity may not do this (403), or nothing.
   std::optional<std::string> permission_denied(const rules::Rule& rule, const rules::Values& captures,
-                                               const auth::Identity& id) const;
+                                               const auth::Identity& id, bool erp_decides) const;
+  boost::asio::awaitable<ErpDecision> erp_permissions(const rules::Rule& rule, const rules::Values& captures, const auth::Identity& id);
+  boost::asio::awaitable<ErpDecision> decide(const std::string& doctype, perm::Action action, const auth::Identity& id);
+  // Decisions already made with this snapshot, by doctype, action, user and roles: a hit asks
+  // the same question over and over, and its answer (a grant, a SHA-256) costs more than a lookup.
+  struct DecisionMemo {
+    std::shared_ptr<const perm::Snapshot> snapshot;
+    std::unordered_map<std::string, ErpDecision> decisions;
+  } memo_;
 
   Worker& worker_;
   std::chrono::steady_clock::time_point last_fence_note_{};
@@ -97,6 +120,7 @@ class Worker final : public origin::Context {
   const rules::RuleSet& rules() const override { return *shared_.rules; }
   origin::ListLimits list_limits() const override;
   http::Upstream* upstream() override { return upstream_.get(); }
+  boost::asio::awaitable<boost::system::result<std::shared_ptr<const perm::Snapshot>, http::Problem>> permissions() override;
 
   // After a write or a delivered event: drop this instance's L1 entries of the tags, now.
   void invalidate_locally(const std::vector<std::string>& tags);
@@ -134,6 +158,15 @@ class Worker final : public origin::Context {
   std::unique_ptr<redis::Client> erp_events_client_;
   std::unique_ptr<invalidation::ErpEvents> erp_events_;
   std::shared_ptr<const origin::Catalog> catalog_;
+  // The ERP's permissions as this worker last read them, and what said they were current then.
+  struct Permissions {
+    std::shared_ptr<const perm::Snapshot> snapshot;
+    std::uint64_t changes = 0;     // Shared::permission_changes when the read began
+    std::uint64_t generation = 0;  // the trust generation then
+    std::chrono::steady_clock::time_point at{};
+    std::shared_ptr<boost::asio::steady_timer> loading;  // while a read runs: cancelled when it ends
+  } perms_;
+  bool permissions_current() const;
   Router router_;
   // Only with upstream.url: the ERP that what no rule answers is relayed to.
   std::unique_ptr<upstream::Pool> upstream_;

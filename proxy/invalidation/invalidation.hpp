@@ -26,6 +26,10 @@
 
 namespace pitstop::invalidation {
 
+// The tag of a change to the ERP's permission tables (their triggers write it): every instance
+// that hears it reads the permissions again before deciding anything with them.
+inline constexpr std::string_view kPermissionsTag = "permissions";
+
 // {"id":"outbox:42","tags":["customer:CUST-1",…],"source":"pitstop","time":"2026-11-29T03:55:00.123456Z","site":"…"}
 // and, when set, "from":"<instance>" (acknowledge to that instance) and "cleared":false (the
 // Redis entries of the tags could not be deleted: do not trust Redis until the relay has).

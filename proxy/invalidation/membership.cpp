@@ -57,7 +57,10 @@ std::string new_instance_id() {
 
 void Local::drop(const std::vector<std::string>& tags) const {
   log.record(tags);
-  for (const auto& t : tags) l1.invalidate_tag(t);
+  for (const auto& t : tags) {
+    l1.invalidate_tag(t);
+    if (permission_changes && t == kPermissionsTag) permission_changes->fetch_add(1, std::memory_order_acq_rel);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ struct Local {
   cache::L1& l1;
   cache::InvalidationLog& log;
   cache::Trust& trust;
+  // Counts the events that name kPermissionsTag (the workers compare it with what they read).
+  std::atomic<std::uint64_t>* permission_changes = nullptr;
   // Records the tags, then drops their L1 entries: a fill that began before cannot enter after.
   void drop(const std::vector<std::string>& tags) const;
 };

@@ -1,5 +1,7 @@
 #include "proxy/invalidation/triggers.hpp"
 
+#include "proxy/invalidation/invalidation.hpp"
+
 #include <sstream>
 
 namespace pitstop::invalidation {
@@ -78,6 +80,22 @@ std::string trigger_sql(const rules::RuleSet& rules) {
       out << "  ), 'trigger', NOW(6));\n"
           << "END IF//\n\n";
     }
+  }
+  // The ERP's permission tables: any change is one `permissions` event, after which every
+  // instance reads them again (proxy/perm). Rows written by a sample load are not changes.
+  for (const char* table : {"tabDocPerm", "tabCustom DocPerm", "tabDocField", "tabCustom Field", "tabProperty Setter",
+                            "tabUser Permission", "tabDocShare", "tabSingles"}) {
+    const std::string t(table);
+    std::string code;
+    for (char c : t)
+      if (c != ' ') code.push_back(c);
+    for (auto [op, event] : {std::pair{"ai", "INSERT"}, std::pair{"au", "UPDATE"}, std::pair{"ad", "DELETE"}})
+      out << "CREATE OR REPLACE TRIGGER " << ident("pitstop_" + std::string(op) + "_" + code) << " AFTER " << event << " ON " << ident(t)
+          << " FOR EACH ROW\n"
+          << "IF @pitstop_write IS NULL AND @pitstop_sample_loading IS NULL THEN\n"
+          << "  INSERT INTO `pitstop_outbox` (`tags`, `source`, `created`) VALUES (JSON_ARRAY(" << sql_string(kPermissionsTag)
+          << "), 'trigger', NOW(6));\n"
+          << "END IF//\n\n";
   }
   out << "DELIMITER ;\n";
   return out.str();

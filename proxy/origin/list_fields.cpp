@@ -143,6 +143,14 @@ std::optional<std::string> parse_alias(std::string_view a) {
   return out;
 }
 
+// A field above the reader's level: dropped, as Frappe's get_permitted_fields drops it. Marked
+// (an empty item with the flag) so that a list left with no field answers no rows.
+Result<std::optional<SelectItem>> hidden_field() {
+  SelectItem item;
+  item.hidden = true;
+  return std::optional<SelectItem>(std::move(item));
+}
+
 // Result: a select item, or nullopt when Frappe drops the field (an optional column this table
 // does not have: set_optional_columns).
 Result<std::optional<SelectItem>> parse_field(std::string_view field, const TableMeta& t, const ListLimits& limits) {
@@ -162,6 +170,7 @@ Result<std::optional<SelectItem>> parse_field(std::string_view field, const Tabl
   if (expr == "*") {
     if (alias) return field_error(field);
     for (const auto& c : t.columns) {
+      if (c.hidden) continue;
       if (!item.sql.empty()) item.sql += ", ";
       item.sql += column_sql(t, c);
       item.names.push_back(c.name);
@@ -188,6 +197,7 @@ Result<std::optional<SelectItem>> parse_field(std::string_view field, const Tabl
       if (ref.status == ColumnRef::Status::other_doctype)
         return fail("fields", "Fields of other doctypes are not supported: " + quote(field));
       if (ref.status != ColumnRef::Status::ok) return field_error(field);
+      if (ref.column->hidden) return hidden_field();
       item.sql = upper + "(" + column_sql(t, *ref.column) + ")";
     }
     item.aggregate = true;
@@ -206,6 +216,7 @@ Result<std::optional<SelectItem>> parse_field(std::string_view field, const Tabl
   if (ref.status == ColumnRef::Status::other_doctype)
     return fail("fields", "Fields of other doctypes are not supported: " + quote(field));
   if (ref.status != ColumnRef::Status::ok) return field_error(field);
+  if (ref.column->hidden) return hidden_field();
   item.sql = column_sql(t, *ref.column);
   if (alias) {
     item.sql += " AS " + quote_ident(*alias);
@@ -248,9 +259,10 @@ Result<Fields> parse_fields(const ListRequest& r, const TableMeta& t, const List
   for (const auto& f : raw) {
     auto item = parse_field(f, t, limits);
     if (!item) return item.error();
-    if (*item) out.items.push_back(std::move(**item));
+    if (*item && (*item)->hidden) out.hidden_dropped = true;
+    else if (*item && !(*item)->sql.empty()) out.items.push_back(std::move(**item));
   }
-  if (out.items.empty()) return fail("fields", "No fields left to select");
+  if (out.items.empty() && !out.hidden_dropped) return fail("fields", "No fields left to select");
   return out;
 }
 

@@ -183,11 +183,13 @@ struct SelectItem {
   std::vector<std::string> names;
   std::string alias;  // explicit alias or an aggregate's own text: ORDER BY may name it
   bool aggregate = false;
+  bool hidden = false;  // left out: above the reader's level (no sql)
 };
 
 struct Fields {
   std::vector<SelectItem> items;
   bool explicit_fields = false;
+  bool hidden_dropped = false;  // a field was left out as above the reader's level
 };
 
 Result<Fields> parse_fields(const ListRequest& r, const TableMeta& t, const ListLimits& limits);

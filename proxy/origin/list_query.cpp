@@ -41,8 +41,9 @@ void select_clause(ListQuery& q, Fields& fields, const TableMeta& table) {
   q.sql += " FROM " + quote_ident(table.table);
 }
 
-// build_conditions / prepare_args: filters ANDed, or_filters ORed as one more ANDed group.
-void where_clause(ListQuery& q, std::vector<Condition>& filters, std::vector<Condition>& or_filters) {
+// build_conditions / prepare_args: filters ANDed, or_filters ORed as one more ANDed group, and
+// what the reader may see (build_match_conditions) ANDed last.
+void where_clause(ListQuery& q, std::vector<Condition>& filters, std::vector<Condition>& or_filters, const RowScope* scope) {
   std::vector<std::string> where;
   for (auto& c : filters) {
     where.push_back(std::move(c.sql));
@@ -58,6 +59,10 @@ void where_clause(ListQuery& q, std::vector<Condition>& filters, std::vector<Con
     }
     group += ")";
     where.push_back(std::move(group));
+  }
+  if (scope && !scope->sql.empty()) {
+    where.push_back("(" + scope->sql + ")");
+    for (const auto& p : scope->params) q.params.push_back(p);
   }
   for (std::size_t i = 0; i < where.size(); ++i) q.sql += (i ? " AND " : " WHERE ") + where[i];
 }
@@ -85,7 +90,7 @@ void limit_clause(ListQuery& q, std::uint64_t start, const PageLength& page, con
 }  // namespace list
 
 boost::system::result<ListQuery, ListError> build_list_query(const TableMeta& table, const ListRequest& request,
-                                                             const ListLimits& limits) {
+                                                             const ListLimits& limits, const RowScope* scope) {
   using namespace list;
   // reportview.validate_args checks fields, then filters, then or_filters; DatabaseQuery then
   // group_by / order_by; the limits only ever failed in SQL.
@@ -110,8 +115,12 @@ boost::system::result<ListQuery, ListError> build_list_query(const TableMeta& ta
 
   ListQuery q;
   q.as_dict = as_dict_value(request);
+  if (fields->items.empty()) {
+    q.nothing_visible = true;  // Frappe answers [] when every field asked for is above the reader's level
+    return q;
+  }
   select_clause(q, *fields, table);
-  where_clause(q, *filters, *or_filters);
+  where_clause(q, *filters, *or_filters, scope);
   if (!group_by->empty()) q.sql += " GROUP BY " + *group_by;
   if (!order_by->empty()) q.sql += " ORDER BY " + *order_by;
   limit_clause(q, *start, *page, limits);

@@ -19,6 +19,9 @@ struct ColumnMeta {
   std::string data_type;  // information_schema DATA_TYPE: varchar, int, decimal, date, datetime, text, …
   std::size_t max_chars = 0;  // CHARACTER_MAXIMUM_LENGTH of text columns (0: not text)
   bool nullable = true;
+  // Above the reader's permission level: never selected (asked for, it is left out, as Frappe
+  // leaves it out); filters, ordering and grouping may still name it, as in Frappe.
+  bool hidden = false;
 };
 
 struct TableMeta {
@@ -53,6 +56,12 @@ struct ListLimits {
   std::size_t max_value_bytes = 4096;
 };
 
+// The rows a reader may see, as one condition ANDed to the filters (perm::ListScope in SQL).
+struct RowScope {
+  std::string sql;
+  std::vector<std::string> params;
+};
+
 struct ListQuery {
   std::string sql;                  // SELECT … FROM `tab…` WHERE … ORDER BY … LIMIT ? OFFSET ?
   std::vector<std::string> params;  // bound in order, as text (MariaDB converts)
@@ -60,6 +69,7 @@ struct ListQuery {
   std::vector<std::string> output_names;  // result keys, in SELECT order (aliases applied)
   std::size_t limit = 20;           // rows asked for (the SQL fetches one more when limit came from max_rows)
   bool capped = false;              // the client asked for all rows: more than max_rows is an error
+  bool nothing_visible = false;     // every field asked for is hidden from the reader: no rows, no query
 };
 
 struct ListError {
@@ -68,7 +78,7 @@ struct ListError {
 };
 
 boost::system::result<ListQuery, ListError> build_list_query(const TableMeta& table, const ListRequest& request,
-                                                             const ListLimits& limits = {});
+                                                             const ListLimits& limits = {}, const RowScope* scope = nullptr);
 
 // A canonical text of the request for the cache key: two requests that mean the same list (JSON
 // whitespace, key order in a filters object, `limit` vs `limit_page_length`, default values

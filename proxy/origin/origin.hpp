@@ -21,6 +21,11 @@
 namespace pitstop::auth {
 struct Identity;
 }
+namespace pitstop::perm {
+class Snapshot;
+struct User;
+struct DocView;
+}
 
 namespace pitstop::origin {
 
@@ -74,6 +79,8 @@ class Context {
   virtual ListLimits list_limits() const = 0;
   // The ERP behind pitstop (upstream.url), or nullptr.
   virtual http::Upstream* upstream() = 0;
+  // The ERP's permissions as of now: read again when they changed (a 503 when they cannot be).
+  virtual boost::asio::awaitable<boost::system::result<std::shared_ptr<const perm::Snapshot>, http::Problem>> permissions() = 0;
 };
 
 class Origin {
@@ -156,19 +163,34 @@ struct Catalog {
 boost::asio::awaitable<boost::system::result<std::shared_ptr<const Catalog>, http::Problem>> load_catalog(db::Pool& pool,
                                                                                                     const rules::RuleSet& rules);
 
+// Who reads, when the ERP's permissions decide (proxy/perm): a document they may not read is
+// refused, fields above their levels are left out, a list holds only the rows they may see.
+struct Viewer {
+  const perm::Snapshot& permissions;
+  const perm::User& user;
+};
+
 boost::asio::awaitable<boost::system::result<Answer, http::Problem>> read_doc(db::Pool& pool, const Catalog& catalog,
                                                                              const rules::RuleSet& rules,
                                                                              const rules::Doctype& doctype,
-                                                                             const std::string& name);
+                                                                             const std::string& name,
+                                                                             const Viewer* viewer = nullptr);
 boost::asio::awaitable<boost::system::result<std::string, http::Problem>> read_list(db::Pool& pool, const Catalog& catalog,
                                                                               const rules::Doctype& doctype,
                                                                               const ListRequest& request,
-                                                                              const ListLimits& limits);
+                                                                              const ListLimits& limits,
+                                                                              const Viewer* viewer = nullptr);
+
+// A document as read (results and children as render_doc takes them) for perm::may: views into
+// `results`, which must outlive it.
+perm::DocView document_view(std::string_view doctype, const std::vector<db::ResultSet>& results,
+                            const std::vector<std::pair<std::string, const rules::Doctype*>>& children);
 
 // A document as Frappe answers it ({"data": {...}}, NULL fields left out): results[0] holds the
-// document's row, results[i + 1] the rows of children[i] (field name, child doctype).
+// document's row, results[i + 1] the rows of children[i] (field name, child doctype). With a
+// viewer, the fields above its levels are left out (of the children too).
 std::string render_doc(const std::vector<db::ResultSet>& results, std::string_view doctype,
-                       const std::vector<std::pair<std::string, const rules::Doctype*>>& children);
+                       const std::vector<std::pair<std::string, const rules::Doctype*>>& children, const Viewer* viewer = nullptr);
 
 // One database value as Frappe's JSON: integers and decimals as numbers, dates and times as
 // Python's str(), NULL as null.

@@ -1,6 +1,8 @@
+#include "proxy/auth/auth.hpp"
 #include "proxy/log/log.hpp"
 #include "proxy/origin/frappe_values.hpp"
 #include "proxy/origin/kinds.hpp"
+#include "proxy/perm/perm.hpp"
 
 namespace pitstop::origin {
 
@@ -50,10 +52,22 @@ std::string select_all(const TableMeta& t) {
   return sql;
 }
 
+// Which fields of a doctype a reader does not see: those above the levels the parent doctype's
+// permissions let them read (a child's fields are judged by the parent's, as Frappe does).
+struct Hidden {
+  const perm::Doctype* meta = nullptr;
+  const perm::Grant* grant = nullptr;
+  bool operator()(std::string_view column) const {
+    if (!meta || !grant) return false;
+    const perm::Field* f = meta->field(column);
+    return f && f->level > 0 && !grant->reads_level(f->level);
+  }
+};
+
 // Frappe answers documents with as_dict(no_nulls=True): NULL fields are left out.
-void write_doc_row(json::Writer& w, const db::ResultSet& r, std::size_t row, std::string_view doctype) {
+void write_doc_row(json::Writer& w, const db::ResultSet& r, std::size_t row, std::string_view doctype, const Hidden& hidden) {
   for (std::size_t c = 0; c < r.columns.size(); ++c) {
-    if (!r.rows[row][c]) continue;
+    if (!r.rows[row][c] || hidden(r.columns[c].name)) continue;
     w.key(r.columns[c].name);
     write_value(w, r.columns[c].kind, r.rows[row][c]);
   }
@@ -62,8 +76,42 @@ void write_doc_row(json::Writer& w, const db::ResultSet& r, std::size_t row, std
 
 }  // namespace
 
+namespace {
+
+std::vector<std::pair<std::string_view, std::optional<std::string_view>>> row_values(const db::ResultSet& r, std::size_t row) {
+  std::vector<std::pair<std::string_view, std::optional<std::string_view>>> out;
+  out.reserve(r.columns.size());
+  for (std::size_t c = 0; c < r.columns.size(); ++c) {
+    const auto& v = r.rows[row][c];
+    out.emplace_back(r.columns[c].name, v ? std::optional<std::string_view>(*v) : std::nullopt);
+  }
+  return out;
+}
+
+// perm::may(read) over the document as read: its own row and its children's.
+bool readable(const Viewer& viewer, const std::string& doctype, const std::vector<db::ResultSet>& results,
+              const std::vector<std::pair<std::string, const rules::Doctype*>>& children) {
+  return perm::may(viewer.permissions, viewer.user, doctype, perm::read, document_view(doctype, results, children));
+}
+
+}  // namespace
+
+perm::DocView document_view(std::string_view doctype, const std::vector<db::ResultSet>& results,
+                            const std::vector<std::pair<std::string, const rules::Doctype*>>& children) {
+  perm::DocView v;
+  v.parent.doctype = doctype;
+  if (results.empty() || results[0].rows.empty()) return v;
+  v.parent.values = row_values(results[0], 0);
+  v.name = v.parent.value("name").value_or("");
+  v.owner = v.parent.value("owner").value_or("");
+  for (std::size_t i = 0; i < children.size() && i + 1 < results.size(); ++i)
+    for (std::size_t r = 0; r < results[i + 1].rows.size(); ++r)
+      v.children.push_back(perm::Row{children[i].second->name, row_values(results[i + 1], r)});
+  return v;
+}
+
 asio::awaitable<result<Answer, http::Problem>> read_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
-                                                  const rules::Doctype& doctype, const std::string& name) {
+                                                  const rules::Doctype& doctype, const std::string& name, const Viewer* viewer) {
   const TableMeta* table = catalog.table(doctype.name);
   if (!table) co_return http::Problem{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
   std::vector<Sql> sql;
@@ -81,25 +129,35 @@ asio::awaitable<result<Answer, http::Problem>> read_doc(db::Pool& pool, const Ca
   if (!ran) co_return ran.error();
   const db::ResultSet& row = (*ran)[0];
   if (row.rows.empty()) co_return http::Problem{404, "DoesNotExistError", doctype.name + " " + name + " not found", false};
+  if (viewer && !readable(*viewer, doctype.name, *ran, children))
+    co_return http::Problem{403, "PermissionError", "No permission for " + doctype.name + " " + name, false};
   Answer out;
-  out.body = render_doc(*ran, doctype.name, children);
+  out.body = render_doc(*ran, doctype.name, children, viewer);
   for (std::size_t c = 0; c < row.columns.size(); ++c)
     if (row.columns[c].name == "name") out.variant = !row.rows[0][c] || *row.rows[0][c] != name;
   co_return out;
 }
 
 std::string render_doc(const std::vector<db::ResultSet>& results, std::string_view doctype,
-                       const std::vector<std::pair<std::string, const rules::Doctype*>>& children) {
+                       const std::vector<std::pair<std::string, const rules::Doctype*>>& children, const Viewer* viewer) {
+  std::optional<perm::Grant> grant;
+  if (viewer) grant = perm::grant(viewer->permissions, viewer->user, doctype);
+  auto hidden_in = [&](std::string_view dt) {
+    return viewer ? Hidden{viewer->permissions.doctype(dt), &*grant} : Hidden{};
+  };
   std::string body;
   json::Writer w(body);
   w.begin_object().key("data").begin_object();
-  if (!results.empty() && !results[0].rows.empty()) write_doc_row(w, results[0], 0, doctype);
+  if (!results.empty() && !results[0].rows.empty()) write_doc_row(w, results[0], 0, doctype, hidden_in(doctype));
   for (std::size_t i = 0; i < children.size() && i + 1 < results.size(); ++i) {
     const auto& r = results[i + 1];
+    // A Table field above the reader's level hides the whole table.
+    if (hidden_in(doctype)(children[i].first)) continue;
     w.key(children[i].first).begin_array();
+    const Hidden child_hidden = hidden_in(children[i].second->name);
     for (std::size_t row = 0; row < r.rows.size(); ++row) {
       w.begin_object();
-      write_doc_row(w, r, row, children[i].second->name);
+      write_doc_row(w, r, row, children[i].second->name, child_hidden);
       w.end_object();
     }
     w.end_array();
@@ -108,12 +166,81 @@ std::string render_doc(const std::vector<db::ResultSet>& results, std::string_vi
   return body;
 }
 
+namespace {
+
+// More bound values than this in a reader's row scope (many shares or user permissions) is a
+// problem to report, not a statement to send: MariaDB takes at most 65,535 placeholders.
+constexpr std::size_t kMaxScopeValues = 20000;
+
+void append_in(RowScope& out, std::string_view column, const std::vector<std::string>& values) {
+  out.sql += frappe::quote_ident(column) + " IN (";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out.sql += i ? ", ?" : "?";
+    out.params.push_back(values[i]);
+  }
+  out.sql += ")";
+}
+
+// perm::ListScope as SQL: build_match_conditions' shape, with bound values.
+result<RowScope, http::Problem> row_scope(const perm::ListScope& scope, const TableMeta& table) {
+  RowScope out;
+  if (scope.unrestricted()) return out;
+  if (scope.only_shared) {
+    append_in(out, "name", scope.shared);
+    return out;
+  }
+  std::string match;
+  RowScope m;
+  if (!scope.owner.empty()) {
+    m.sql = "`owner` = ?";
+    m.params.push_back(scope.owner);
+  }
+  for (const auto& r : scope.restrictions) {
+    if (!table.find(r.field))
+      return http::Problem{500, "PermissionError", "The ERP's permissions restrict " + table.doctype + " by `" + r.field +
+                                                      "`, which " + table.table + " does not have", false};
+    if (!m.sql.empty()) m.sql += " AND ";
+    m.sql += "(";
+    if (!scope.strict) m.sql += "IFNULL(" + frappe::quote_ident(r.field) + ", '') = '' OR ";
+    append_in(m, r.field, r.values);
+    m.sql += ")";
+  }
+  if (!scope.shared.empty()) {
+    out.sql = "(" + m.sql + ") OR ";
+    out.params = std::move(m.params);
+    append_in(out, "name", scope.shared);
+  } else {
+    out = std::move(m);
+  }
+  if (out.params.size() > kMaxScopeValues)
+    return http::Problem{503, "ServiceUnavailable", "Too many shared documents or user permissions to list " + table.doctype, false};
+  return out;
+}
+
+}  // namespace
+
 asio::awaitable<result<std::string, http::Problem>> read_list(db::Pool& pool, const Catalog& catalog, const rules::Doctype& doctype,
-                                                        const ListRequest& request, const ListLimits& limits) {
-  const TableMeta* table = catalog.table(doctype.name);
-  if (!table) co_return http::Problem{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
-  auto q = build_list_query(*table, request, limits);
+                                                        const ListRequest& request, const ListLimits& limits, const Viewer* viewer) {
+  const TableMeta* found = catalog.table(doctype.name);
+  if (!found) co_return http::Problem{404, "DoesNotExistError", "DocType " + doctype.name + " not found", false};
+  const TableMeta* table = found;
+  TableMeta seen;  // the table as the viewer sees it: fields above their levels hidden
+  RowScope scope;
+  if (viewer) {
+    const auto ls = perm::list_scope(viewer->permissions, viewer->user, doctype.name);
+    if (ls.refused) co_return *ls.refused;
+    auto rs = row_scope(ls, *found);
+    if (!rs) co_return rs.error();
+    scope = std::move(*rs);
+    seen = *found;
+    const auto g = perm::grant(viewer->permissions, viewer->user, doctype.name);
+    const Hidden hidden{viewer->permissions.doctype(doctype.name), &g};
+    for (auto& c : seen.columns) c.hidden = hidden(c.name);
+    table = &seen;
+  }
+  auto q = build_list_query(*table, request, limits, &scope);
   if (!q) co_return http::Problem{417, "ValidationError", q.error().message, false};
+  if (q->nothing_visible) co_return std::string("{\"data\":[]}");
   std::vector<Sql> sql;
   sql.push_back(Sql{q->sql, q->params});
   auto ran = co_await run_statements(pool, sql);
@@ -179,6 +306,27 @@ asio::awaitable<result<Resolved, http::Problem>> resolve(const Ask& ask, Context
   co_return Resolved{std::move(*catalog), doctype};
 }
 
+// The reader, when the ERP's permissions cover the doctype (else the rules file decided).
+struct Reader {
+  std::shared_ptr<const perm::Snapshot> permissions;
+  perm::User user;
+  bool covered = false;
+  std::optional<Viewer> viewer() const {
+    if (!covered) return std::nullopt;
+    return Viewer{*permissions, user};
+  }
+};
+
+asio::awaitable<result<Reader, http::Problem>> viewer_of(const Ask& ask, Context& ctx, const rules::Doctype& doctype) {
+  auto perms = co_await ctx.permissions();
+  if (!perms) co_return perms.error();
+  Reader r;
+  r.permissions = std::move(*perms);
+  r.user = ask.identity ? perm::user_of(ask.identity->user, ask.identity->roles) : perm::user_of("Guest", {});
+  r.covered = perm::grant(*r.permissions, r.user, doctype.name).known;
+  co_return r;
+}
+
 class DocumentOrigin final : public Origin {
  protected:
   asio::awaitable<result<Answer, http::Problem>> answer(const rules::Rule&, const Ask& ask, Context& ctx) const override {
@@ -187,7 +335,10 @@ class DocumentOrigin final : public Origin {
     const std::string* found = ask.captures.find("name");
     // Named: g++ 12 mishandles temporaries inside a co_await expression.
     const std::string name = found ? *found : std::string();
-    co_return co_await read_doc(ctx.primary(), *r->catalog, ctx.rules(), *r->doctype, name);
+    auto who = co_await viewer_of(ask, ctx, *r->doctype);
+    if (!who) co_return who.error();
+    const std::optional<Viewer> viewer = who->viewer();
+    co_return co_await read_doc(ctx.primary(), *r->catalog, ctx.rules(), *r->doctype, name, viewer ? &*viewer : nullptr);
   }
 };
 
@@ -206,7 +357,10 @@ class ListOrigin final : public Origin {
     if (!r) co_return r.error();
     const ListRequest request = list_request(ask.query);
     const ListLimits limits = ctx.list_limits();
-    auto body = co_await read_list(ctx.primary(), *r->catalog, *r->doctype, request, limits);
+    auto who = co_await viewer_of(ask, ctx, *r->doctype);
+    if (!who) co_return who.error();
+    const std::optional<Viewer> viewer = who->viewer();
+    auto body = co_await read_list(ctx.primary(), *r->catalog, *r->doctype, request, limits, viewer ? &*viewer : nullptr);
     if (!body) co_return body.error();
     Answer out;
     out.body = std::move(*body);

@@ -12,6 +12,7 @@
 
 #include "proxy/origin/origin.hpp"
 #include "proxy/origin/write.hpp"
+#include "proxy/perm/perm.hpp"
 
 #include "proxy/origin/frappe_values.hpp"
 #include "proxy/json/writer.hpp"
@@ -591,6 +592,7 @@ class Attempt {
     const std::string& user;
     const std::vector<std::string>& roles;
     const std::string& site;
+    const Viewer* viewer;  // the ERP's permissions decide (proxy/perm), or nullptr
   };
   Attempt(const Inputs& in, Parsed parsed, db::Lease& lease, std::chrono::milliseconds timeout)
       : in_(in), parsed_(std::move(parsed)), tx_{lease, timeout, std::nullopt}, final_name_(in.name), docstatus_(parsed_.docstatus.value_or(0)) {}
@@ -671,6 +673,7 @@ class Attempt {
 
   asio::awaitable<void> insert_row() {
     parsed_.row.set("name", final_name_);
+    if (!refusal_) refusal_ = unwritable_field(nullptr);
     co_await check_all_links();
     Row full = parsed_.row;
     full.set("owner", in_.user);
@@ -704,6 +707,44 @@ class Attempt {
       docstatus_ = parsed_.docstatus.value_or(stored_status_);
       refusal_ = check_update(d, in_.table, parsed_, old, in_.name, final_name_, stored_status_, docstatus_, in_.roles);
     }
+    // The document as it is must be the user's to change: Frappe checks only the new version
+    // of an update, which would let a restricted user take a document over by relinking it.
+    if (in_.viewer && !refusal_) {
+      const std::vector<db::ResultSet> as_is{*current};
+      const bool remove = in_.op == rules::OriginKind::resource_delete;
+      if (!perm::may(in_.viewer->permissions, in_.viewer->user, d.name, remove ? perm::delete_ : perm::write,
+                     document_view(d.name, as_is, {})))
+        refusal_ = remove ? http::Problem{403, "PermissionError", "User not allowed to delete " + d.name + ": " + final_name_, false}
+                          : insufficient(perm::write);
+    }
+    if (in_.viewer && !refusal_ && in_.op == rules::OriginKind::resource_update) refusal_ = unwritable_field(&old);
+  }
+
+  http::Problem insufficient(perm::Right r) const {
+    return http::Problem{403, "PermissionError", "Insufficient Permission for " + in_.d.name + " (" + std::string(perm::right_name(r)) + ")",
+                         false};
+  }
+
+  // A field above the levels the user may write, given a value (insert) or changed (update):
+  // refused. Frappe puts such a value back silently; pitstop says so, and lets a client send
+  // back unchanged what it read.
+  std::optional<http::Problem> unwritable_field(const rules::Values* stored) const {
+    if (!in_.viewer) return std::nullopt;
+    const perm::Doctype* meta = in_.viewer->permissions.doctype(in_.d.name);
+    if (!meta) return std::nullopt;
+    const perm::Grant g = perm::grant(in_.viewer->permissions, in_.viewer->user, in_.d.name);
+    for (const auto& [field, sent] : parsed_.row.values) {
+      const perm::Field* f = meta->field(field);
+      if (!f || f->level == 0 || g.writes_level(f->level)) continue;
+      const std::string* was = stored ? stored->find(field) : nullptr;
+      const bool unchanged = stored ? same_value(in_.table.find(field), sent, was ? std::optional<std::string>(*was) : std::nullopt)
+                                    : (!sent || sent->empty());
+      if (!unchanged)
+        return http::Problem{403, "PermissionError",
+                             "Insufficient Permission for " + in_.d.name + ": " + field + " is at permission level " + std::to_string(f->level),
+                             false};
+    }
+    return std::nullopt;
   }
 
   // The child rows that change go away: every table on delete, the named ones on update (on a
@@ -834,7 +875,18 @@ class Attempt {
       kids.emplace_back(field, cd);
       results.push_back(std::move(*rows));
     }
-    if (!tx_.error) answer_ = render_doc(results, d.name, kids);
+    if (tx_.error) co_return;
+    // The version written must be the user's too (Frappe's check runs on it): else the whole
+    // transaction goes back.
+    if (in_.viewer) {
+      const bool insert = in_.op == rules::OriginKind::resource_insert;
+      if (!perm::may(in_.viewer->permissions, in_.viewer->user, d.name, insert ? perm::create : perm::write,
+                     document_view(d.name, results, kids))) {
+        refusal_ = insufficient(insert ? perm::create : perm::write);
+        co_return;
+      }
+    }
+    answer_ = render_doc(results, d.name, kids, in_.viewer);
   }
 
   // The outbox row, in the same transaction: committed with the write or not at all.
@@ -865,12 +917,13 @@ class Attempt {
 asio::awaitable<result<WriteOutcome, http::Problem>> write_doc(db::Pool& pool, const Catalog& catalog, const rules::RuleSet& rules,
                                                                const rules::Doctype& d, rules::OriginKind op, std::string name,
                                                                std::string_view body, const std::string& user,
-                                                               const std::vector<std::string>& roles, const std::string& site) {
+                                                               const std::vector<std::string>& roles, const std::string& site,
+                                                               const Viewer* viewer) {
   const TableMeta* table = catalog.table(d.name);
   if (!table) co_return http::Problem{404, "DoesNotExistError", "DocType " + d.name + " not found", false};
   auto parsed = prepare(catalog, rules, d, *table, op, body, roles);
   if (!parsed) co_return parsed.error();
-  const Attempt::Inputs in{catalog, rules, d, *table, op, name, user, roles, site};
+  const Attempt::Inputs in{catalog, rules, d, *table, op, name, user, roles, site, viewer};
 
   for (int attempt = 0;; ++attempt) {
     auto lease = co_await pool.acquire();

@@ -29,7 +29,7 @@ boost::asio::awaitable<boost::system::result<WriteOutcome, http::Problem>> write
                                                                                const rules::Doctype& doctype, rules::OriginKind op,
                                                                                std::string name, std::string_view body,
                                                                                const std::string& user, const std::vector<std::string>& roles,
-                                                                               const std::string& site);
+                                                                               const std::string& site, const Viewer* viewer = nullptr);
 
 std::string_view write_kind_name(rules::OriginKind op);
 

@@ -183,6 +183,45 @@ bool may(const Snapshot& s, const User& u, std::string_view doctype, Right r, co
   return false;
 }
 
+std::optional<http::Problem> refusal(const Snapshot& s, const User& u, std::string_view doctype, Action a) {
+  if (u.administrator()) return std::nullopt;
+  const Grant g = grant(s, u, doctype);
+  auto shared_for = [&](Rights r) {
+    for (const Share* sh : s.shares(u.name, doctype))
+      if (sh->rights & r) return true;
+    return false;
+  };
+  auto insufficient = [&](Right r) {
+    return http::Problem{403, "PermissionError", "Insufficient Permission for " + std::string(doctype) + " (" + std::string(right_name(r)) + ")"};
+  };
+  switch (a) {
+    case Action::read_list:
+      return list_scope(s, u, doctype).refused;
+    case Action::read_document:
+      // Some document of it must be readable (owner-only read and shares count): else even a
+      // missing one is refused, so that the answer does not tell what exists.
+      if (g.may(read) || shared_for(read)) return std::nullopt;
+      return http::Problem{403, "PermissionError", "No permission for " + std::string(doctype)};
+    case Action::insert:
+      if (g.may(create)) return std::nullopt;
+      return insufficient(create);
+    case Action::update:
+      if (g.may(write) || (g.owner_only & write) || shared_for(write)) return std::nullopt;
+      return insufficient(write);
+    case Action::remove:
+      if (g.may(delete_) || (g.owner_only & delete_)) return std::nullopt;
+      return insufficient(delete_);
+    case Action::reveal: {
+      auto scope = list_scope(s, u, doctype);
+      if (scope.refused) return scope.refused;
+      if (scope.unrestricted()) return std::nullopt;
+      return http::Problem{403, "PermissionError",
+                           "No permission for this answer: it shows " + std::string(doctype) + " records beyond those you may read"};
+    }
+  }
+  return std::nullopt;
+}
+
 ListScope list_scope(const Snapshot& s, const User& u, std::string_view doctype) {
   ListScope out;
   out.strict = s.strict();
@@ -218,10 +257,37 @@ ListScope list_scope(const Snapshot& s, const User& u, std::string_view doctype)
   return out;
 }
 
+namespace {
+
+// The doctype's own rules (its permission rows, its fields and its children's): the same user
+// inputs mean the same view only under the same rules, and an entry kept under the old ones must
+// not be found under the new (a Link field added restricts what a user permission filters).
+void append_meta(std::string& text, const Snapshot& s, std::string_view doctype) {
+  const Doctype* d = s.doctype(doctype);
+  if (!d) return;
+  for (const auto& r : d->rows)
+    text.append(r.role).append(":").append(std::to_string(r.level)).append(r.if_owner ? ":o:" : ":-:").append(std::to_string(r.rights)).push_back('\x1e');
+  text.push_back('\x1f');
+  auto fields = [&](const Doctype& m) {
+    for (const auto& f : m.fields)
+      text.append(f.name).append(":").append(f.type).append(":").append(f.options).append(":").append(std::to_string(f.level))
+          .append(f.ignore_user_permissions ? ":i" : ":-")
+          .push_back('\x1e');
+    text.push_back('\x1f');
+  };
+  fields(*d);
+  for (const auto& f : d->fields)
+    if (f.type == "Table" || f.type == "Table MultiSelect")
+      if (const Doctype* child = s.doctype(f.options)) fields(*child);
+}
+
+}  // namespace
+
 std::string fingerprint(const Snapshot& s, const User& u, std::string_view doctype) {
   // A canonical text of what decides, hashed: fields are separated by \x1f, lists by \x1e.
   std::string text("pitstop-perm-1\x1f");
   text.append(doctype).push_back('\x1f');
+  append_meta(text, s, doctype);
   const Grant g = grant(s, u, doctype);
   if (g.administrator) {
     text += "admin";

@@ -149,6 +149,13 @@ struct Grant {
 };
 Grant grant(const Snapshot& s, const User& u, std::string_view doctype);
 
+// Before any document is seen: may `u` act on `doctype` at all? The refusal (403) or nothing;
+// what depends on the document (owner-only rights, user permissions, shares) is judged on it.
+// `reveal`: an answer shows records of the doctype beyond any one document (a named query's),
+// so only a user who may read every record of it may have it.
+enum class Action { read_document, read_list, insert, update, remove, reveal };
+std::optional<http::Problem> refusal(const Snapshot& s, const User& u, std::string_view doctype, Action a);
+
 // A document as the checks need it: its name, owner, and the values of its fields (the
 // parent's, then each child row's with its doctype).
 struct Row {

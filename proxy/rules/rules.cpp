@@ -445,6 +445,11 @@ struct RuleReader {
 
   void read_access() {
     if (auto ro = obj["roles"]; !ro.error()) r.roles = L.strings_at(ro.value_unsafe(), where + ".roles");
+    if (auto rv = obj["reveals"]; !rv.error()) {
+      r.reveals = L.strings_at(rv.value_unsafe(), where + ".reveals");
+      for (const auto& d : r.reveals)
+        if (d.empty() || d.size() > 140) L.fail(where + ".reveals", "expected doctype names (1 to 140 characters), as the ERP names them");
+    }
     if (auto rl = obj["rate_limit"]; !rl.error()) {
       auto o = L.object_at(rl.value_unsafe(), where + ".rate_limit");
       L.check_keys(o, where + ".rate_limit", {"limit", "window_s", "burst"});
@@ -575,7 +580,7 @@ Rule rule_at(const Loader& L, simdjson::dom::element item, std::size_t index, co
   if (auto n = R.obj["name"]; !n.error()) R.r.name = L.string_at(n.value_unsafe(), R.where + ".name");
   if (R.r.name.empty() || !valid_capture_name(R.r.name)) L.fail(R.where + ".name", "each rule needs a \"name\" of a-z, 0-9 and _");
   R.where += " (" + R.r.name + ")";
-  L.check_keys(R.obj, R.where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest", "roles", "rate_limit"});
+  L.check_keys(R.obj, R.where, {"name", "method", "path", "params", "category", "scope", "tags", "origin", "allow_guest", "roles", "rate_limit", "reveals"});
   if (!names.insert(R.r.name).second) L.fail(R.where + ".name", "another rule has this name; names must be unique");
   R.read_method();
   R.read_path();
@@ -765,7 +770,7 @@ void append_escaped(std::string& key, std::string_view v) {
 }  // namespace
 
 std::string cache_key(std::string_view site, const Rule& rule, const Values& captures, const Values& params,
-                      std::string_view extra, std::string_view user) {
+                      std::string_view extra, std::string_view user, std::string_view fingerprint) {
   std::string key;
   key.reserve(64 + site.size() + extra.size());
   append_escaped(key, site);
@@ -783,7 +788,10 @@ std::string cache_key(std::string_view site, const Rule& rule, const Values& cap
     key += "\x1fl=";
     append_escaped(key, extra);
   }
-  if (rule.scope == Scope::user) {
+  if (rule.scope == Scope::user && !fingerprint.empty()) {
+    key += "\x1fp=";
+    append_escaped(key, fingerprint);
+  } else if (rule.scope == Scope::user) {
     key += "\x1fu=";
     append_escaped(key, user);
   }

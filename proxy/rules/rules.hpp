@@ -85,6 +85,10 @@ struct Rule {
   // which the write path applies, and when the rules are loaded without a factory).
   std::shared_ptr<const origin::Origin> origin;
   std::vector<std::string> roles;  // any of these Frappe roles is required (none: any user)
+  // The doctypes whose records the answer shows (a named query's): when the ERP's permissions
+  // cover one, a user who may not read all of its records is refused (not checked when the rule
+  // allows guests: its answer is public then).
+  std::vector<std::string> reveals;
   // Its own quota (a bucket of its own per identity), instead of the method class's.
   std::optional<config::RateLimit> rate_limit;
 };
@@ -168,10 +172,11 @@ boost::system::result<Values, http::Problem> parse_query(std::string_view raw, s
 boost::system::result<Values, http::Problem> bind_params(const Rule& rule, const Values& query);
 
 // The cache key: site, rule, captures and parameters in a fixed order, `extra` (a canonical list
-// request), and the user for scope `user`. Separators cannot occur in decoded values (\x1f is
-// escaped), so distinct requests never share a key.
+// request), and for scope `user` the permission fingerprint when the ERP's permissions decide
+// (users who may see the same share entries), else the user. Separators cannot occur in decoded
+// values (\x1f is escaped), so distinct requests never share a key.
 std::string cache_key(std::string_view site, const Rule& rule, const Values& captures, const Values& params,
-                      std::string_view extra, std::string_view user);
+                      std::string_view extra, std::string_view user, std::string_view fingerprint = {});
 
 // The tags of an answer. `result` is the JSON body (for {$.…} references); a reference that
 // resolves to nothing (null, missing field) produces no tag.
