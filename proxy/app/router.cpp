@@ -386,7 +386,8 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   const auto& cfg = worker_.config();
   const auto& category = cfg.cache.categories.at(rule.category);
   cache::Read read;
-  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user, erp.fingerprint);
+  read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user,
+                              cfg.cache.share_by_permission ? std::string_view(erp.fingerprint) : std::string_view());
   read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
   origin::Ask ask{std::move(m.captures), std::move(*params), std::move(*query), *identified, {}};
   if (rule.kind == rules::OriginKind::http) ask.sent = sent_as(req);

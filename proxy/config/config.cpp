@@ -294,6 +294,14 @@ const std::vector<Field>& schema() {
                       if (v != "database" && v != "upstream") throw std::invalid_argument("expected \"database\" or \"upstream\"");
                       c.auth.source = v;
                     }));
+    f.push_back(str("auth.permissions",
+                    "who decides what a user may read and write through /api/resource: \"erp\" (the ERP's own permission tables, "
+                    "read again when they change; the rules file's permissions for doctypes they do not cover) or \"rules\" (the "
+                    "rules file only)",
+                    [](Config& c, const std::string& v) {
+                      if (v != "erp" && v != "rules") throw std::invalid_argument("expected \"erp\" or \"rules\"");
+                      c.auth.permissions = v;
+                    }));
     f.push_back(num("auth.failure_window_s", 1, 86400, "the window of auth.failure_limit (s)",
                     [](Config& c, std::int64_t v) { c.auth.failure_window = seconds(v); }));
     f.push_back(num("invalidation.relay_interval_ms", 10, 60000, "how often the outbox relay delivers invalidations that were not delivered at once (ms)",
@@ -382,6 +390,10 @@ const std::vector<Field>& schema() {
                  [](Config& c, const Scalar& v, const std::string&) { c.cache.enabled = v.b; }});
     f.push_back(num("cache.l1_bytes", 0, 1LL << 40, "in-process cache size in bytes, all workers together (0 = L1 off)",
                     [](Config& c, std::int64_t v) { c.cache.l1_bytes = static_cast<std::size_t>(v); }));
+    f.push_back({split_path("cache.share_by_permission"), Type::boolean, 0, 0,
+                 "key resource answers by the permission fingerprint, so that users who may see the same share them (false: one "
+                 "entry per user; a baseline for benchmarks)",
+                 [](Config& c, const Scalar& v, const std::string&) { c.cache.share_by_permission = v.b; }});
     f.push_back(str("cache.default_category", "category of rules that name none (resources)",
                     [](Config& c, const std::string& v) { c.cache.default_category = v; }));
     struct C { const char* key; seconds Category::*member; std::int64_t min; const char* help; };

@@ -86,6 +86,9 @@ struct Auth {
   // Who decides who a credential belongs to: "database" (the ERP's tables) or "upstream" (the
   // ERP itself, asked at upstream.url).
   std::string source = "database";
+  // Who decides what a user may read and write through /api/resource: "erp" (the ERP's own
+  // permission tables, proxy/perm; the rules file for doctypes they do not cover) or "rules".
+  std::string permissions = "erp";
 };
 
 struct Category {
@@ -97,6 +100,9 @@ struct Category {
 struct Cache {
   bool enabled = true;
   std::size_t l1_bytes = 64u * 1024 * 1024;
+  // Resource answers keyed by the permission fingerprint (users who may see the same share
+  // entries) rather than by the user.
+  bool share_by_permission = true;
   std::map<std::string, Category> categories;
   std::string default_category = "resource";
 };
