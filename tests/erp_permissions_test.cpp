@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
@@ -216,6 +217,13 @@ TEST(ErpPermissions, WritesTheErpWouldRefuseAreRefusedBeforeAnythingIsWritten) {
   } cleanup{"DELETE FROM tabVehicle WHERE customer IN ('" + xn + "','" + yn + "'); DELETE FROM tabCustomer WHERE name IN ('" + xn + "','" + yn + "')"};
   Grants g(unique("g3"));
   g.restrict(r.name(), "Customer", xn);
+  // The restriction reaches the running pitstop through the outbox (milliseconds): until a read
+  // shows it, a write could still be judged by the permissions before it.
+  const auto since = std::chrono::steady_clock::now();
+  while (call(p.port(), "GET", "/api/resource/Customer/" + yn, r.token_header()).status != 403) {
+    ASSERT_LT(std::chrono::steady_clock::now() - since, 10s) << "the restriction never took effect";
+    std::this_thread::sleep_for(5ms);
+  }
 
   auto put = [&](const ApiUser& u, const std::string& path, const std::string& body) { return call(p.port(), "PUT", path, u.token_header(), body); };
   auto refused = put(r, "/api/resource/Customer/" + yn, R"({"territory":"Stolen"})");
@@ -244,6 +252,14 @@ TEST(ErpPermissions, WritesTheErpWouldRefuseAreRefusedBeforeAnythingIsWritten) {
   EXPECT_EQ(std::stod(q("SELECT credit_limit FROM tabCustomer WHERE name = '" + xn + "'")), 0.0);
   EXPECT_EQ(put(r, "/api/resource/Customer/" + xn, R"({"credit_limit": 0, "mobile_no": "+1555000"})").status, 200);
   EXPECT_EQ(put(manager, "/api/resource/Customer/" + xn, R"({"credit_limit": 5000})").status, 200) << "a Workshop Manager writes level 1";
+  // On insert (by an advisor restricted to nothing: a restricted one may only create what their
+  // user permissions allow): the default (0) may be sent, another value may not.
+  ApiUser advisor(db, unique("advisor") + "@example.com", {"Service Advisor"});
+  auto with_default = create(advisor, "/api/resource/Customer", R"({"customer_name":"Perm Default","credit_limit":0})");
+  EXPECT_EQ(with_default.status, 200) << with_default.body;
+  q("DELETE FROM tabCustomer WHERE name = '" + json_field(with_default.body, {"data", "name"}) + "'");
+  auto with_limit = create(advisor, "/api/resource/Customer", R"({"customer_name":"Perm Limit","credit_limit":100})");
+  EXPECT_EQ(with_limit.status, 403) << with_limit.body;
   // A delete needs the delete right (Workshop Manager only).
   EXPECT_EQ(call(p.port(), "DELETE", "/api/resource/Vehicle/" + vn, r.token_header()).status, 403);
   EXPECT_EQ(q("SELECT COUNT(*) FROM tabVehicle WHERE name = '" + vn + "'"), "1");
@@ -337,4 +353,103 @@ TEST(ErpPermissions, ListsEqualAReferenceQueryForRandomUsers) {
       EXPECT_EQ(column(r.body), expected) << u->name() << " round " << round << " (" << cache_status(r) << ")";
     }
   }
+}
+
+TEST(ErpPermissions, TheRulesFileDecidesWhenToldToAndEntriesArePerUserWhenNotShared) {
+  const auto db = service_config().mariadb.primary;
+  ApiUser r(db, unique("told") + "@example.com", {"Service Advisor"});
+  ApiUser twin(db, unique("twin") + "@example.com", {"Service Advisor"});
+  Grants g(unique("g6"));
+  g.restrict(r.name(), "Customer", "CUST-00001");
+  const std::string doc = "/api/resource/Customer/CUST-00009";
+  {
+    Pitstop rules_only({{"PITSTOP_SITE", unique("site")}, {"PITSTOP_AUTH_PERMISSIONS", "rules"}});
+    EXPECT_EQ(call(rules_only.port(), "GET", doc, r.token_header()).status, 200) << "the rules file lets every user read";
+  }
+  Pitstop per_user({{"PITSTOP_SITE", unique("site")}, {"PITSTOP_CACHE_SHARE_BY_PERMISSION", "false"}});
+  EXPECT_EQ(call(per_user.port(), "GET", doc, r.token_header()).status, 403) << "still enforced";
+  ASSERT_EQ(call(per_user.port(), "GET", doc, twin.token_header()).status, 200);
+  ApiUser third(db, unique("third") + "@example.com", {"Service Advisor"});
+  auto other = call(per_user.port(), "GET", doc, third.token_header());
+  EXPECT_TRUE(has(cache_status(other), "fwd=uri-miss")) << "one entry per user: " << cache_status(other);
+  // A bad value is refused at start-up, naming the setting.
+  Process check({(binary_dir() / "pitstop").string(), "--check-config", (source_dir() / "config/pitstop.json").string()},
+                {{"PITSTOP_AUTH_PERMISSIONS", "everyone"}});
+  EXPECT_EQ(check.wait(10s), std::optional<int>(2));
+  EXPECT_TRUE(has(check.log(), "auth.permissions")) << check.log();
+}
+
+namespace {
+
+// rules/workshop.json with one more doctype, served from a table the test makes.
+std::string rules_with_probe() {
+  return rules_copy("workshop.json", "probe-rules-" + std::to_string(::getpid()) + ".json", [](std::string& text) {
+    const std::string anchor = "\"doctypes\": {";
+    text.replace(text.find(anchor), anchor.size(),
+                 anchor + "\n    \"Perm Probe\": { \"tags\": [], \"naming\": \"hash\", \"mandatory\": [\"title\"], \"links\": { \"customer\": \"Customer\" } },");
+  });
+}
+
+}  // namespace
+
+// What the sample site has no rows for, end to end on a doctype of the test's own: rights given
+// only to owners (if_owner), a missing document of an unreadable doctype, and Custom DocPerm rows
+// replacing the standard ones while pitstop runs.
+TEST(ErpPermissions, OwnerOnlyRightsAndCustomRowsEndToEnd) {
+  q("CREATE TABLE IF NOT EXISTS `tabPerm Probe` (`name` varchar(140) NOT NULL, `creation` datetime(6) DEFAULT NULL, "
+    "`modified` datetime(6) DEFAULT NULL, `modified_by` varchar(140) DEFAULT NULL, `owner` varchar(140) DEFAULT NULL, "
+    "`docstatus` int(1) NOT NULL DEFAULT 0, `idx` int(8) NOT NULL DEFAULT 0, `title` varchar(140) DEFAULT NULL, "
+    "`customer` varchar(140) DEFAULT NULL, PRIMARY KEY (`name`), KEY `modified` (`modified`)) "
+    "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci");
+  const std::string tag = unique("probe");
+  const std::string rows = "DELETE FROM `tabDocPerm` WHERE parent = 'Perm Probe'; DELETE FROM `tabCustom DocPerm` WHERE parent = 'Perm Probe';";
+  q(rows + "INSERT INTO `tabDocPerm` (name, parent, parenttype, parentfield, idx, role, permlevel, if_owner, `read`, `write`, `create`) VALUES "
+           "('" + tag + "-1', 'Perm Probe', 'DocType', 'permissions', 1, 'Perm Clerk', 0, 1, 1, 1, 1),"
+           "('" + tag + "-2', 'Perm Probe', 'DocType', 'permissions', 2, 'Perm Auditor', 0, 0, 1, 0, 0)");
+  struct Cleanup {
+    std::string sql;
+    ~Cleanup() { q(sql); }
+  } cleanup{rows + "DELETE FROM `tabPerm Probe`"};
+  const auto db = service_config().mariadb.primary;
+  ApiUser clerk1(db, unique("clerk1") + "@example.com", {"Perm Clerk"});
+  ApiUser clerk2(db, unique("clerk2") + "@example.com", {"Perm Clerk"});
+  ApiUser auditor(db, unique("auditor") + "@example.com", {"Perm Auditor"});
+  ApiUser nobody(db, unique("nobody") + "@example.com");
+  Pitstop p({{"PITSTOP_SITE", unique("site")}, {"PITSTOP_RULES", rules_with_probe()}});
+  const std::string base = "/api/resource/Perm%20Probe";
+  auto made1 = call(p.port(), "POST", base, clerk1.token_header(), R"({"title":"one"})");
+  auto made2 = call(p.port(), "POST", base, clerk2.token_header(), R"({"title":"two"})");
+  ASSERT_EQ(made1.status, 200) << "create is never owner-only: " << made1.body;
+  ASSERT_EQ(made2.status, 200) << made2.body;
+  const std::string n1 = json_field(made1.body, {"data", "name"}), n2 = json_field(made2.body, {"data", "name"});
+
+  // Owner-only: their own documents, read, listed and written; not the other's.
+  EXPECT_EQ(call(p.port(), "GET", base + "/" + n1, clerk1.token_header()).status, 200);
+  EXPECT_EQ(call(p.port(), "GET", base + "/" + n2, clerk1.token_header()).status, 403);
+  EXPECT_EQ(column(call(p.port(), "GET", base + "?" + kAll, clerk1.token_header()).body), std::set<std::string>{n1});
+  EXPECT_EQ(call(p.port(), "PUT", base + "/" + n1, clerk1.token_header(), R"({"title":"one, again"})").status, 200);
+  EXPECT_EQ(call(p.port(), "PUT", base + "/" + n2, clerk1.token_header(), R"({"title":"taken"})").status, 403);
+  EXPECT_EQ(q("SELECT title FROM `tabPerm Probe` WHERE name = '" + n2 + "'"), "two");
+  // Read outright, no write.
+  EXPECT_EQ(column(call(p.port(), "GET", base + "?" + kAll, auditor.token_header()).body), (std::set<std::string>{n1, n2}));
+  EXPECT_EQ(call(p.port(), "PUT", base + "/" + n1, auditor.token_header(), R"({"title":"audited"})").status, 403);
+  // No read at all: every document is refused, a missing one too (a 404 would tell what exists).
+  EXPECT_EQ(call(p.port(), "GET", base + "/" + n1, nobody.token_header()).status, 403);
+  EXPECT_EQ(call(p.port(), "GET", base + "/no-such-probe", nobody.token_header()).status, 403);
+  auto refused_list = call(p.port(), "GET", base, nobody.token_header());
+  EXPECT_EQ(refused_list.status, 403);
+  EXPECT_TRUE(has(refused_list.body, "No permission for Perm Probe")) << refused_list.body;
+
+  // Custom DocPerm rows replace the standard ones: everyone reads, nobody writes.
+  q("INSERT INTO `tabCustom DocPerm` (name, parent, idx, role, permlevel, `read`, `write`) VALUES ('" + tag +
+    "-c1', 'Perm Probe', 1, 'All', 0, 1, 0)");
+  const auto start = std::chrono::steady_clock::now();
+  int status = 0;
+  while (std::chrono::steady_clock::now() - start < 10s &&
+         (status = call(p.port(), "GET", base + "/" + n1, nobody.token_header()).status) != 200)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(status, 200) << "the custom rows did not take effect";
+  EXPECT_EQ(call(p.port(), "GET", base + "/" + n2, clerk1.token_header()).status, 200);
+  EXPECT_EQ(call(p.port(), "PUT", base + "/" + n1, clerk1.token_header(), R"({"title":"no longer"})").status, 403)
+      << "the standard rows (owner-only write) no longer count";
 }

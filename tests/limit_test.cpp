@@ -203,19 +203,12 @@ void hammer(std::uint16_t a, std::uint16_t b, const std::string& auth, int n, st
 
 // Writes a variant of rules/workshop.json (edit applied to its text) and returns its path.
 std::string rules_variant(const std::string& from, const std::string& to) {
-  std::ifstream in(source_dir() / "rules/workshop.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  auto pos = text.find(from);
-  if (pos == std::string::npos) throw std::runtime_error("not in the rules: " + from);
-  text.replace(pos, from.size(), to);
-  const std::string rel = "\"../sql/queries\"";
-  text.replace(text.find(rel), rel.size(), "\"" + (source_dir() / "sql/queries").string() + "\"");
   static int n = 0;
-  auto path = scratch_dir() / ("limit-rules-" + std::to_string(n++) + ".json");
-  std::ofstream(path) << text;
-  return path.string();
+  return rules_copy("workshop.json", "limit-rules-" + std::to_string(n++) + ".json", [&](std::string& text) {
+    auto pos = text.find(from);
+    if (pos == std::string::npos) throw std::runtime_error("not in the rules: " + from);
+    text.replace(pos, from.size(), to);
+  });
 }
 
 class Limits : public ::testing::Test {

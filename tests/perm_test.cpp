@@ -310,3 +310,35 @@ TEST(Permissions, LoadedFromTheErpsOwnTables) {
   EXPECT_EQ(scope.restrictions[0].values, std::vector<std::string>{"C-1"});
   EXPECT_EQ(scope.shared, (std::vector<std::string>{"O-8", "O-9"}));
 }
+
+TEST(Permissions, RefusalsBeforeAnyDocumentFollowWhatSomeDocumentCouldAllow) {
+  perm::Snapshot::Builder b;
+  b.perm_row("Order", row("Clerk", perm::read | perm::write | perm::delete_, 0, true), false);
+  b.perm_row("Order", row("Viewer", perm::read), false);
+  b.perm_row("Order", row("Maker", perm::create), false);
+  b.share("shared@x", false, {"Order", "O-1", perm::read | perm::write});
+  auto s = b.build();
+  using A = perm::Action;
+  const auto clerk = perm::user_of("c@x", {"Clerk"});
+  const auto viewer = perm::user_of("v@x", {"Viewer"});
+  const auto maker = perm::user_of("m@x", {"Maker"});
+  const auto shared = perm::user_of("shared@x", {});
+  for (A a : {A::read_document, A::read_list, A::update, A::remove}) EXPECT_FALSE(perm::refusal(*s, clerk, "Order", a)) << int(a);
+  EXPECT_TRUE(perm::refusal(*s, clerk, "Order", A::insert)) << "create only through the Maker row";
+  EXPECT_FALSE(perm::refusal(*s, maker, "Order", A::insert)) << "create alone does not need read";
+  auto no_read = perm::refusal(*s, maker, "Order", A::read_document);
+  ASSERT_TRUE(no_read);
+  EXPECT_EQ(no_read->status, 403u);
+  EXPECT_EQ(no_read->message, "No permission for Order");
+  EXPECT_FALSE(perm::refusal(*s, shared, "Order", A::read_document)) << "a share opens some document";
+  EXPECT_FALSE(perm::refusal(*s, shared, "Order", A::update)) << "a write share";
+  EXPECT_TRUE(perm::refusal(*s, shared, "Order", A::remove));
+  auto no_write = perm::refusal(*s, viewer, "Order", A::update);
+  ASSERT_TRUE(no_write);
+  EXPECT_EQ(no_write->message, "Insufficient Permission for Order (write)");
+  // Revealing every record: the viewer may, the owner-only clerk and the shared user may not.
+  EXPECT_FALSE(perm::refusal(*s, viewer, "Order", A::reveal));
+  EXPECT_TRUE(perm::refusal(*s, clerk, "Order", A::reveal));
+  EXPECT_TRUE(perm::refusal(*s, shared, "Order", A::reveal));
+  EXPECT_FALSE(perm::refusal(*s, perm::user_of("Administrator", {}), "Order", A::reveal));
+}

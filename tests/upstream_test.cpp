@@ -576,19 +576,12 @@ TEST_F(Upstream, WebsocketsAreTunnelledToTheRealtimeServerAndClosedWhenIdle) {
 namespace {
 // rules/upstream.json with one more rule for the echo hook (a rule that may set cookies).
 std::string upstream_rules_with_echo() {
-  std::ifstream in(source_dir() / "rules/upstream.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  const std::string rel = "\"../sql/queries\"";
-  text.replace(text.find(rel), rel.size(), "\"" + (source_dir() / "sql/queries").string() + "\"");
-  const std::string echo_rule =
-      R"({ "name": "echo", "method": "GET", "path": "/__standin/echo", "scope": "user", "tags": ["echo:all"],)"
-      R"( "params": { "set_cookie": { "type": "string" }, "size": { "type": "int" } }, "origin": { "http": {} } },)";
-  text.insert(text.find("\"rules\": [") + 10, "\n    " + echo_rule);
-  auto path = scratch_dir() / "upstream-rules.json";
-  std::ofstream(path) << text;
-  return path.string();
+  return rules_copy("upstream.json", "upstream-rules.json", [](std::string& text) {
+    const std::string echo_rule =
+        R"({ "name": "echo", "method": "GET", "path": "/__standin/echo", "scope": "user", "tags": ["echo:all"],)"
+        R"( "params": { "set_cookie": { "type": "string" }, "size": { "type": "int" } }, "origin": { "http": {} } },)";
+    text.insert(text.find("\"rules\": [") + 10, "\n    " + echo_rule);
+  });
 }
 }  // namespace
 

@@ -117,7 +117,7 @@ bool Worker::permissions_current() const {
   if (perms_.changes != shared_.permission_changes.load(std::memory_order_acquire)) return false;
   if (perms_.generation != shared_.trust.generation()) return false;
   // Without proof that this instance hears events, a change could go unheard: read them again
-  // once the fence is over, as L1 is given up after it.
+  // once the fence is over since the last read, as L1 is given up after it.
   const auto now = std::chrono::steady_clock::now();
   return shared_.trust.l1_usable(now) || now - perms_.at < shared_.cfg.invalidation.fence;
 }
@@ -133,14 +133,17 @@ asio::awaitable<boost::system::result<std::shared_ptr<const perm::Snapshot>, htt
   for (int round = 0; round < 3; ++round) {
     if (permissions_current()) co_return perms_.snapshot;
     if (auto running = perms_.loading) {
+      // The read under way ends after this request arrived: what it read is current enough for
+      // it, even if the next request must read again (a slow read under a lapsed proof).
+      const auto reads = perms_.reads;
       co_await running->async_wait(asio::as_tuple(asio::use_awaitable));
+      if (perms_.reads != reads && perms_.snapshot) co_return perms_.snapshot;
       continue;
     }
     auto done = std::make_shared<asio::steady_timer>(ioc_, std::chrono::hours(1));
     perms_.loading = done;
     const auto changes = shared_.permission_changes.load(std::memory_order_acquire);
     const auto generation = shared_.trust.generation();
-    const auto at = std::chrono::steady_clock::now();
     auto loaded = co_await perm::load(primary_);
     perms_.loading.reset();
     done->cancel();
@@ -148,7 +151,8 @@ asio::awaitable<boost::system::result<std::shared_ptr<const perm::Snapshot>, htt
     perms_.snapshot = std::move(*loaded);
     perms_.changes = changes;
     perms_.generation = generation;
-    perms_.at = at;
+    perms_.at = std::chrono::steady_clock::now();
+    ++perms_.reads;
     co_return perms_.snapshot;
   }
   co_return http::Problem{503, "ServiceUnavailable", "The ERP's permissions could not be read", true};

@@ -163,7 +163,8 @@ class Worker final : public origin::Context {
     std::shared_ptr<const perm::Snapshot> snapshot;
     std::uint64_t changes = 0;     // Shared::permission_changes when the read began
     std::uint64_t generation = 0;  // the trust generation then
-    std::chrono::steady_clock::time_point at{};
+    std::chrono::steady_clock::time_point at{};  // when the read ended
+    std::uint64_t reads = 0;                      // successful reads so far
     std::shared_ptr<boost::asio::steady_timer> loading;  // while a read runs: cancelled when it ends
   } perms_;
   bool permissions_current() const;

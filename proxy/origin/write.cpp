@@ -737,8 +737,9 @@ class Attempt {
       const perm::Field* f = meta->field(field);
       if (!f || f->level == 0 || g.writes_level(f->level)) continue;
       const std::string* was = stored ? stored->find(field) : nullptr;
-      const bool unchanged = stored ? same_value(in_.table.find(field), sent, was ? std::optional<std::string>(*was) : std::nullopt)
-                                    : (!sent || sent->empty());
+      // On insert, compared with an empty value: a number 0 (Frappe's default for numeric
+      // fields) is no change either.
+      const bool unchanged = same_value(in_.table.find(field), sent, was ? std::optional<std::string>(*was) : std::nullopt);
       if (!unchanged)
         return http::Problem{403, "PermissionError",
                              "Insufficient Permission for " + in_.d.name + ": " + field + " is at permission level " + std::to_string(f->level),

@@ -526,6 +526,23 @@ config::MariaDb MariaDbServer::settings() const {
   return m;
 }
 
+std::string rules_copy(const std::string& file, const std::string& name, const std::function<void(std::string&)>& edit) {
+  std::ifstream in(source_dir() / "rules" / file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  const std::string rel = "\"../sql/queries\"";
+  const auto at = text.find(rel);
+  if (at == std::string::npos) throw std::runtime_error("rules/" + file + " names no ../sql/queries");
+  std::string queries = "\"";
+  queries.append((source_dir() / "sql/queries").string()).append("\"");
+  text.replace(at, rel.size(), queries);
+  edit(text);
+  const auto path = scratch_dir() / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+
 std::string mariadb_sql(const config::MariaDb& server, const std::string& text) {
   static std::atomic<int> n = 0;  // tests call this from several threads
   auto file = scratch_dir() / ("sql-" + std::to_string(n++) + ".sql");
