@@ -72,19 +72,6 @@ std::size_t rows_of(const std::string& body) {
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-std::string encode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') out += static_cast<char>(c);
-    else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 // Rows a test adds to the permission tables, named after it and removed when it ends.
 class Grants {
@@ -154,11 +141,11 @@ TEST(ErpPermissions, ARestrictedUserSeesOnlyTheirCustomersInDocumentsListsCounts
   EXPECT_EQ(call(p.port(), "GET", summary, r.token_header()).status, 403) << "after the entry exists too";
 
   // Counts and groups see the same rows.
-  const std::string count = "/api/resource/Service%20Order?fields=" + encode(R"(["count(name) as n"])");
+  const std::string count = "/api/resource/Service%20Order?fields=" + url_encode(R"(["count(name) as n"])");
   EXPECT_EQ(column(call(p.port(), "GET", count, r.token_header()).body, "n"), std::set<std::string>{std::to_string(orders.size())});
   EXPECT_EQ(column(call(p.port(), "GET", count, free_user.token_header()).body, "n"),
             std::set<std::string>{q("SELECT COUNT(*) FROM `tabService Order`")});
-  const std::string groups = "/api/resource/Service%20Order?" + kAll + "&group_by=customer&fields=" + encode(R"(["customer","count(name) as n"])");
+  const std::string groups = "/api/resource/Service%20Order?" + kAll + "&group_by=customer&fields=" + url_encode(R"(["customer","count(name) as n"])");
   auto grouped = column(call(p.port(), "GET", groups, r.token_header()).body, "customer");
   auto expected_groups = mine;
   expected_groups.insert(q("SELECT customer FROM `tabService Order` WHERE name = '" + shared + "'"));
@@ -178,7 +165,7 @@ TEST(ErpPermissions, FieldsAboveTheUsersLevelNeverAppear) {
   EXPECT_TRUE(has(doc_adv.body, "\"credit_limit\"")) << doc_adv.body;
 
   auto list = [&](const ApiUser& u, const std::string& fields, const std::string& more = {}) {
-    return call(p.port(), "GET", "/api/resource/Customer?limit_page_length=5&fields=" + encode(fields) + more, u.token_header());
+    return call(p.port(), "GET", "/api/resource/Customer?limit_page_length=5&fields=" + url_encode(fields) + more, u.token_header());
   };
   auto two = list(low, R"(["name","credit_limit"])");
   ASSERT_EQ(two.status, 200) << two.body;
@@ -191,7 +178,7 @@ TEST(ErpPermissions, FieldsAboveTheUsersLevelNeverAppear) {
   EXPECT_FALSE(has(list(low, R"(["*"])").body, "credit_limit"));
   EXPECT_TRUE(has(list(advisor, R"(["name","credit_limit"])").body, "credit_limit"));
   // Filtering on a hidden field is allowed, as in Frappe; its values stay hidden.
-  auto filtered = list(low, R"(["name"])", "&filters=" + encode(R"([["credit_limit", ">=", 25000]])"));
+  auto filtered = list(low, R"(["name"])", "&filters=" + url_encode(R"([["credit_limit", ">=", 25000]])"));
   ASSERT_EQ(filtered.status, 200) << filtered.body;
   EXPECT_EQ(column(filtered.body).size(), rows_of(filtered.body));
   for (const auto& n : column(filtered.body)) EXPECT_GE(std::stod(q("SELECT credit_limit FROM tabCustomer WHERE name = '" + n + "'")), 25000.0);

@@ -58,9 +58,11 @@ class Writes : public ::testing::Test {
 
   // A fresh customer with a vehicle, made around pitstop, so that tests don't share documents.
   std::pair<std::string, std::string> customer_with_vehicle() {
+    // The pid and a random run mark: rows of an earlier run (whose process had this pid) stay.
     static int n = 0;
-    const std::string c = "WT-C-" + std::to_string(::getpid()) + "-" + std::to_string(n);
-    const std::string v = "WT-V-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+    static const std::string run = std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}() % 100000);
+    const std::string c = "WT-C-" + run + "-" + std::to_string(n);
+    const std::string v = "WT-V-" + run + "-" + std::to_string(n++);
     q("INSERT INTO `tabCustomer` (name, customer_name) VALUES ('" + c + "', 'Writer " + c + "');"
       "INSERT INTO `tabVehicle` (name, license_plate, customer) VALUES ('" + v + "', 'WT " + v + "', '" + c + "');");
     // The inserts went around pitstop: their invalidations reach running instances within a
@@ -316,19 +318,6 @@ std::string name_variant(const std::string& name, std::mt19937& rng) {
   return out;
 }
 
-std::string url_encode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') out += static_cast<char>(c);
-    else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 }  // namespace
 
 // The database treats many spellings of a name as one row. Whatever spelling a client reads it

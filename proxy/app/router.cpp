@@ -179,53 +179,54 @@ std::optional<perm::Action> resource_action(rules::OriginKind kind) {
 
 }  // namespace
 
-asio::awaitable<Router::ErpDecision> Router::erp_permissions(const rules::Rule& rule, const rules::Values& captures,
-                                                             const auth::Identity& id) {
-  ErpDecision out;
-  // A named query's answer: every doctype it reveals must be wholly readable; unless the rule is
-  // open to guests, which makes its answer public.
-  if (!rule.reveals.empty() && !rule.allow_guest) {
-    for (const auto& revealed : rule.reveals) {
-      auto d = co_await decide(revealed, perm::Action::reveal, id);
-      if (d.refusal) co_return d;
-    }
-  }
-  const auto action = resource_action(rule.kind);
+asio::awaitable<Router::Decided> Router::erp_permissions(const rules::Rule& rule, const rules::Values& captures,
+                                                         const auth::Identity& id) {
+  static const Decided undecided = std::make_shared<const ErpDecision>();
+  // A named query's answer must be wholly readable in every doctype it reveals, unless the rule
+  // is open to guests, which makes its answer public.
+  const bool reveals = !rule.reveals.empty() && !rule.allow_guest;
+  auto action = resource_action(rule.kind);
   const std::string* dt = captures.find("doctype");
-  if (!action || !dt || !worker_.shared().rules->doctype(*dt)) co_return out;
-  co_return co_await decide(*dt, *action, id);
-}
-
-asio::awaitable<Router::ErpDecision> Router::decide(const std::string& doctype, perm::Action action, const auth::Identity& id) {
-  ErpDecision out;
-  const std::string* dt = &doctype;
+  if (!dt || !worker_.shared().rules->doctype(*dt)) action.reset();
+  if (!reveals && !action) co_return undecided;
   auto perms = co_await worker_.permissions();
   if (!perms) {
-    out.refusal = perms.error();
-    co_return out;
+    ErpDecision failed;
+    failed.refusal = perms.error();
+    co_return std::make_shared<const ErpDecision>(std::move(failed));
   }
   if (memo_.snapshot != *perms) {
     memo_.decisions.clear();
     memo_.snapshot = *perms;
   }
-  std::string key;
-  key.reserve(dt->size() + id.user.size() + 64);
-  key.append(*dt).push_back('\x1f');
-  key.push_back(static_cast<char>('0' + static_cast<int>(action)));
+  std::string& key = memo_.key;
+  key.assign(rule.name).push_back('\x1f');
+  if (action) key.append(*dt);
+  key.push_back('\x1f');
   key.append(id.user).push_back('\x1f');
   for (const auto& r : id.roles) key.append(r).push_back('\x1e');
   if (auto it = memo_.decisions.find(key); it != memo_.decisions.end()) co_return it->second;
-  out.user = perm::user_of(id.user, id.roles);
-  if (perm::grant(**perms, out.user, *dt).known) {
-    out.refusal = perm::refusal(**perms, out.user, *dt, action);
-    if (!out.refusal) {
-      out.fingerprint = perm::fingerprint(**perms, out.user, *dt);
-      out.permissions = *perms;
-    }
-  }
+  auto made = std::make_shared<const ErpDecision>(decide(*perms, rule, action ? dt : nullptr, action, id));
   if (memo_.decisions.size() >= kMaxMemo) memo_.decisions.clear();
-  memo_.decisions.emplace(std::move(key), out);
-  co_return out;
+  memo_.decisions.emplace(key, made);
+  co_return made;
+}
+
+Router::ErpDecision Router::decide(const std::shared_ptr<const perm::Snapshot>& snapshot, const rules::Rule& rule,
+                                   const std::string* doctype, std::optional<perm::Action> action, const auth::Identity& id) {
+  const perm::Snapshot& s = *snapshot;
+  ErpDecision out;
+  out.user = perm::user_of(id.user, id.roles);
+  if (!rule.reveals.empty() && !rule.allow_guest)
+    for (const auto& revealed : rule.reveals)
+      if (perm::grant(s, out.user, revealed).known)
+        if ((out.refusal = perm::refusal(s, out.user, revealed, perm::Action::reveal))) return out;
+  if (!action || !perm::grant(s, out.user, *doctype).known) return out;
+  out.refusal = perm::refusal(s, out.user, *doctype, *action);
+  if (out.refusal) return out;
+  out.fingerprint = perm::fingerprint(s, out.user, *doctype);
+  out.permissions = snapshot;
+  return out;
 }
 
 asio::awaitable<http::Response> Router::handle(const http::Request& req) {
@@ -370,7 +371,8 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   }
   // The ERP's own permissions decide resources of the doctypes they cover; the rules file's
   // `permissions` the others. Then the rule's roles.
-  auto erp = co_await erp_permissions(rule, m.captures, identity);
+  const Decided decided = co_await erp_permissions(rule, m.captures, identity);
+  const ErpDecision& erp = *decided;
   if (erp.refusal) co_return refused(*erp.refusal);
   if (auto denied = permission_denied(rule, m.captures, identity, !erp.fingerprint.empty()))
     co_return refused(403, "PermissionError", *denied);

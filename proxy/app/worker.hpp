@@ -53,8 +53,8 @@ class Router : public http::Handler {
   // fingerprint that keys the answer (empty: not covered, the rules file decides).
   struct ErpDecision {
     std::optional<http::Problem> refusal;
-    std::string fingerprint;
-    std::shared_ptr<const perm::Snapshot> permissions;  // with the user, when they decide
+    std::string fingerprint;  // empty: the ERP's permissions do not decide (the rules file does)
+    std::shared_ptr<const perm::Snapshot> permissions;  // what decided, kept for a write's own checks
     perm::User user;
     std::optional<origin::Viewer> viewer() const {
       if (fingerprint.empty()) return std::nullopt;
@@ -77,13 +77,17 @@ class Router : public http::Handler {
   // Why the identity may not do this (403), or nothing.
   std::optional<std::string> permission_denied(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& id, bool erp_decides) const;
-  boost::asio::awaitable<ErpDecision> erp_permissions(const rules::Rule& rule, const rules::Values& captures, const auth::Identity& id);
-  boost::asio::awaitable<ErpDecision> decide(const std::string& doctype, perm::Action action, const auth::Identity& id);
-  // Decisions already made with this snapshot, by doctype, action, user and roles: a hit asks
-  // the same question over and over, and its answer (a grant, a SHA-256) costs more than a lookup.
+  using Decided = std::shared_ptr<const ErpDecision>;
+  boost::asio::awaitable<Decided> erp_permissions(const rules::Rule& rule, const rules::Values& captures, const auth::Identity& id);
+  // One decision for the request (its rule's reveals, or its resource's doctype and action).
+  static ErpDecision decide(const std::shared_ptr<const perm::Snapshot>& s, const rules::Rule& rule, const std::string* doctype,
+                            std::optional<perm::Action> action, const auth::Identity& id);
+  // Decisions already made with this snapshot, by rule, doctype, user and roles: a hit asks the
+  // same question over and over, and its answer (grants, a SHA-256) costs more than a lookup.
   struct DecisionMemo {
     std::shared_ptr<const perm::Snapshot> snapshot;
-    std::unordered_map<std::string, ErpDecision> decisions;
+    std::unordered_map<std::string, Decided> decisions;
+    std::string key;  // the lookup's key, built in place (its capacity kept)
   } memo_;
 
   Worker& worker_;

@@ -11,6 +11,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <array>
+#include <charconv>
 #include <span>
 #include <tuple>
 
@@ -246,18 +247,10 @@ class Outgoing {
 
  private:
   std::size_t chunk_size_line(std::size_t size) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    char digits[16];
-    std::size_t d = 0;
-    do {
-      digits[d++] = kHex[size & 15];
-      size >>= 4;
-    } while (size != 0);
-    std::size_t n = 0;
-    while (d != 0) size_line_[n++] = digits[--d];
-    size_line_[n++] = '\r';
-    size_line_[n++] = '\n';
-    return n;
+    const auto end = std::to_chars(size_line_, size_line_ + 16, size, 16).ptr;
+    end[0] = '\r';
+    end[1] = '\n';
+    return static_cast<std::size_t>(end + 2 - size_line_);
   }
 
   std::string& head_;

@@ -42,6 +42,9 @@ std::uint16_t free_port();
 // (tab-separated, no column names). Throws when the client fails.
 std::string mariadb_sql(const config::MariaDb& server, const std::string& text);
 
+// Percent-encodes everything but letters, digits and -_. (a path segment or a query value).
+std::string url_encode(const std::string& s);
+
 // A copy of rules/<file> in scratch_dir() as <name>, its queries folder made absolute and `edit`
 // applied to its text; the copy's path (for PITSTOP_RULES).
 std::string rules_copy(const std::string& file, const std::string& name, const std::function<void(std::string&)>& edit);
