@@ -13,7 +13,11 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <iterator>
 
+#include <openssl/evp.h>
+
+#include "proxy/app/admin.hpp"
 #include "proxy/app/worker.hpp"
 #include "proxy/db/db.hpp"
 #include "proxy/log/log.hpp"
@@ -40,10 +44,77 @@ tcp::endpoint resolve_listen(const config::Config& cfg) {
   return results.begin()->endpoint();
 }
 
+std::string file_digest(const std::vector<std::string>& files) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EVP_DigestUpdate(ctx, bytes.data(), bytes.size());
+    EVP_DigestUpdate(ctx, "\0", 1);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < 8 && i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 0xF];
+  }
+  return out;
+}
+
+// The admin listener is a convenience, not the service: when its port is taken (another pitstop on
+// this machine with the default), the proxy runs without it and says so.
+std::uint16_t start_admin(const config::Config& cfg, http::Listener& listener) {
+  if (!cfg.admin.enabled) return 0;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(cfg.admin.listen.host == "localhost" ? "127.0.0.1" : cfg.admin.listen.host, ec);
+  if (ec) {
+    log::error("admin listener not started: \"", cfg.admin.listen.host, "\" is not an IP address (set admin.listen or PITSTOP_ADMIN_LISTEN)");
+    return 0;
+  }
+  try {
+    listener.bind(tcp::endpoint(addr, cfg.admin.listen.port));
+    listener.start();
+  } catch (const boost::system::system_error& e) {
+    log::error("admin listener not started on ", cfg.admin.listen.host, ":", cfg.admin.listen.port, ": ", e.code().message(),
+               " (set admin.listen or PITSTOP_ADMIN_LISTEN; \"off\" for none)");
+    return 0;
+  }
+  log::info("admin listener on ", cfg.admin.listen.host, ":", listener.port(), cfg.admin.token.empty() ? "" : " (token required)");
+  return listener.port();
+}
+
+void write_port(const std::string& file, std::uint16_t port) {
+  const std::string tmp = file + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+  }
+  std::rename(tmp.c_str(), file.c_str());
+}
+
+http::Settings admin_settings(const config::Config& c) {
+  http::Settings s;
+  s.max_header_bytes = c.limits.max_header_bytes;
+  s.max_url_bytes = c.limits.max_url_bytes;
+  s.max_body_bytes = 64 * 1024;  // purge and reload bodies are small
+  s.max_connections = 64;
+  s.header_read = c.timeouts.header_read;
+  s.body_read = c.timeouts.body_read;
+  s.idle_keepalive = c.timeouts.idle_keepalive;
+  s.write = c.timeouts.write;
+  return s;
+}
+
 }  // namespace
 
 Shared::Shared(const config::Config& c)
     : cfg(c), rules(rules::RuleSet::load(c.rules_file, c, origin::make_origin)), l1(c.cache.l1_bytes) {
+  config_digest = file_digest({c.source, c.rules_file});
   for (const auto& p : c.limiting.trusted_proxies) {
     std::string why;
     if (!trusted_proxies.add(p, why)) throw config::ConfigError(c.source + ": $.limiting.trusted_proxies: " + why);
@@ -60,6 +131,11 @@ int run(const config::Config& cfg, const Options& options) {
 
   Shared shared(cfg);
   const int n = cfg.effective_workers();
+  try {
+    shared.access_log = std::make_unique<log::AccessLog>(cfg.access_log, n);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(cfg.source + ": $.log.access: " + e.what());
+  }
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < n; ++i) workers.push_back(std::make_unique<Worker>(shared, i));
 
@@ -76,12 +152,19 @@ int run(const config::Config& cfg, const Options& options) {
 
   asio::io_context main_ioc{1};
   asio::signal_set signals(main_ioc, SIGTERM, SIGINT);
+  std::vector<Worker*> worker_list;
+  for (auto& w : workers) worker_list.push_back(w.get());
+  Admin admin(main_ioc, shared, worker_list);
+  http::Listener admin_listener(main_ioc, admin_settings(cfg), admin);
+  const std::uint16_t admin_port = start_admin(cfg, admin_listener);
 
   for (auto& w : workers) w->start();
   log::info("pitstop ", PITSTOP_VERSION, " listening on ", endpoint.address().to_string(), ":", endpoint.port(), " with ",
             n, " worker", n == 1 ? "" : "s", " (config ", cfg.source, ", ", shared.rules->rules().size(), " rules from ",
             shared.rules->source(), ")");
   if (!options.port_file.empty()) {
+    // The admin port first: whoever waits for the port file finds both.
+    if (admin_port != 0) write_port(options.port_file + ".admin", admin_port);
     std::string tmp = options.port_file + ".tmp";
     {
       std::ofstream out(tmp);
@@ -89,6 +172,15 @@ int run(const config::Config& cfg, const Options& options) {
     }
     std::rename(tmp.c_str(), options.port_file.c_str());
   }
+
+  // SIGUSR1: the access log's file was moved (logrotate); open it again.
+  asio::signal_set usr1(main_ioc, SIGUSR1);
+  std::function<void(boost::system::error_code, int)> on_usr1 = [&](boost::system::error_code ec, int) {
+    if (ec) return;
+    if (shared.access_log) shared.access_log->reopen();
+    usr1.async_wait(on_usr1);
+  };
+  usr1.async_wait(on_usr1);
 
   // Large answers (a day's schedule is 200 kB) come and go with every miss; glibc keeps what they
   // freed in its heaps. Handing it back keeps the resident size near L1 plus the buffers in use
@@ -116,6 +208,9 @@ int run(const config::Config& cfg, const Options& options) {
   bool stopping = false;
   int remaining = n;
   auto stop_all = [&] {
+    usr1.cancel();
+    admin_listener.drain([] {});
+    admin_listener.abort_all();
     trim.cancel();
     drain_deadline.cancel();
     signals.cancel();

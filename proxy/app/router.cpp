@@ -4,6 +4,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <random>
+
 #include "proxy/app/worker.hpp"
 #include "proxy/log/log.hpp"
 #include "proxy/origin/write.hpp"
@@ -33,6 +35,36 @@ http::Response from_failure(unsigned status, std::string_view exc_type, std::str
   return http::error_response(status, exc_type, message);
 }
 
+std::string_view origin_kind(rules::OriginKind k) {
+  switch (k) {
+    case rules::OriginKind::sql: return "sql";
+    case rules::OriginKind::resource_doc: return "resource_doc";
+    case rules::OriginKind::resource_list: return "resource_list";
+    case rules::OriginKind::http: return "http";
+    default: return "write";
+  }
+}
+
+std::string_view decided_by(limits::Decision::Source s) {
+  switch (s) {
+    case limits::Decision::Source::redis: return "redis";
+    case limits::Decision::Source::lease: return "lease";
+    case limits::Decision::Source::local: return "local";
+    case limits::Decision::Source::shortcut: return "shortcut";
+    case limits::Decision::Source::closed: return "closed";
+  }
+  return "redis";
+}
+
+// An X-Request-Id worth passing on: short, and nothing a log line or a header could trip on.
+bool usable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (const char c : id)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':'))
+      return false;
+  return true;
+}
+
 // The answer to a read, from its entry: a cached body is sent from the entry itself, without a
 // copy; a matching If-None-Match gets 304.
 http::Response answer(const cache::Answer& a, const http::Request& req) {
@@ -56,17 +88,27 @@ http::Response answer(const cache::Answer& a, const http::Request& req) {
 // request that started it.
 class RuleSource final : public cache::Source {
  public:
-  RuleSource(origin::Context& context, const rules::Rule& rule, origin::Ask ask) : context_(context), rule_(rule), ask_(std::move(ask)) {}
+  RuleSource(origin::Context& context, const rules::Rule& rule, origin::Ask ask, metrics::Sink& metrics, std::shared_ptr<double> took)
+      : context_(context), rule_(rule), ask_(std::move(ask)), metrics_(metrics), took_(std::move(took)) {}
 
   asio::awaitable<cache::Fetched> fetch() override {
-    cache::Fetched out;
+    const auto started = std::chrono::steady_clock::now();
     auto got = co_await rule_.origin->fetch(rule_, ask_, context_);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    *took_ += took;
+    metrics_.origin(origin_kind(rule_.kind), took);
+    co_return fetched(std::move(got));
+  }
+
+ private:
+  static cache::Fetched fetched(boost::system::result<origin::Answer, http::Problem> got) {
+    cache::Fetched out;
     if (!got) {
       auto r = http::error_response(got.error());
       out.status = r.status;
       out.body = std::move(r.body);
       out.transient = got.error().transient;
-      co_return out;
+      return out;
     }
     out.status = got->status;
     out.content_type = std::move(got->content_type);
@@ -75,13 +117,14 @@ class RuleSource final : public cache::Source {
     out.tags = std::move(got->tags);
     out.variant = got->variant;
     out.no_store = got->no_store;
-    co_return out;
+    return out;
   }
 
- private:
   origin::Context& context_;
   const rules::Rule& rule_;
   origin::Ask ask_;
+  metrics::Sink& metrics_;
+  std::shared_ptr<double> took_;
 };
 
 // What the http origin asks the ERP with: the request as the client sent it.
@@ -95,7 +138,7 @@ origin::Ask::Sent sent_as(const http::Request& req) {
   return s;
 }
 
-std::string method_class(http::Method m) {
+std::string_view method_class(http::Method m) {
   switch (m) {
     case http::Method::post: return "post";
     case http::Method::put:
@@ -106,7 +149,8 @@ std::string method_class(http::Method m) {
 }
 
 // The class's quota, the rule's own if it has one, else the most generous of the user's roles'.
-limits::Policy policy_for(const config::Config& cfg, const rules::Rule* rule, const auth::Identity& id, const std::string& cls) {
+limits::Policy policy_for(const config::Config& cfg, const rules::Rule* rule, const auth::Identity& id, std::string_view cls_view) {
+  const std::string cls(cls_view);
   config::RateLimit q = cfg.rate_limits.at(cls);
   if (rule && rule->rate_limit) {
     q = *rule->rate_limit;
@@ -230,30 +274,94 @@ Router::ErpDecision Router::decide(const std::shared_ptr<const perm::Snapshot>& 
 }
 
 asio::awaitable<http::Response> Router::handle(const http::Request& req) {
+  const auto started = std::chrono::steady_clock::now();
+  Account account;
+  http::Response response = co_await steps(req, account);
+  account_for(req, response, account, started);
+  co_return response;
+}
+
+asio::awaitable<http::Response> Router::steps(const http::Request& req, Account& account) {
   const auto raw_path = req.path();
-  if (raw_path == "/healthz" || raw_path == "/readyz") co_return co_await health(req);
+  if (raw_path == "/healthz" || raw_path == "/readyz") {
+    account.path = "health";
+    co_return co_await health(req);
+  }
 
   auto path = rules::decode_path(raw_path);
   if (!path) co_return http::error_response(path.error());
   Matched m;
   m.rule = worker_.shared().rules->match(req.method(), *path, m.captures);
+  account.rule = m.rule;
 
   // Who asks, before anything else is looked at: an anonymous request learns nothing but 401.
   auto identified = co_await identify(req);
   if (!identified && identified.error().policy) co_return too_many_failures(identified.error());
   const auth::IdentityPtr identity = identified ? *identified : worker_.verifier().guest();
+  account.identity = identity.get();
 
   // The limit: before any cache or origin work, so that a refusal costs neither. Refusals of
   // every kind carry its fields, so that a client sees its budget whatever it did wrong.
   Limited limited = co_await limit(req, m.rule, *identity);
+  if (limited.policy) account.remaining = limited.decision.remaining;
   if (limited.refusal) co_return std::move(*limited.refusal);
-  http::Response response = co_await admitted(req, m, *path, identified);
+  http::Response response = co_await admitted(req, m, *path, identified, account);
   limited.stamp(response);
   // Every answer depends on the credentials it was given: no shared cache in front may reuse it
   // for another client, and a private one must ask again (the ETag makes that cheap).
   response.set_header("Cache-Control", "private, no-cache");
   response.set_header("Vary", "Cookie, Authorization");
   co_return response;
+}
+
+std::string Router::request_id(std::string_view presented) {
+  if (usable_request_id(presented)) return std::string(presented);
+  if (request_id_seed_ == 0) {
+    std::random_device rd;
+    request_id_seed_ = ((static_cast<std::uint64_t>(rd()) << 32) | rd()) | 1;
+  }
+  // A bijection of the counter (odd multiplier, xor): unique per worker, unguessable enough.
+  const std::uint64_t v = (++request_ids_ * 0x9E3779B97F4A7C15ull) ^ request_id_seed_;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 0; i < 16; ++i) out[static_cast<std::size_t>(i)] = kHex[(v >> (60 - 4 * i)) & 0xF];
+  return out;
+}
+
+void Router::account_for(const http::Request& req, http::Response& response, const Account& account,
+                         std::chrono::steady_clock::time_point started) {
+  const std::string id = request_id(req.header("X-Request-Id"));
+  response.set_header("X-Request-Id", id);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // Not a rule's: "-health" for the probes, "" for no rule at all.
+  const std::string_view rule = account.rule ? std::string_view(account.rule->name)
+                                : account.path == "health" ? std::string_view("-health") : std::string_view();
+  const std::string_view cls = method_class(req.method());
+  auto& sink = worker_.metrics();
+  std::string_view path = account.path;
+  if (account.rule) path = rules::is_write(account.rule->kind) || (account.served && *account.served == cache::Served::write) ? "write" : "read";
+  sink.request(rule, cls, response.status, path, took);
+  // A rule's request that reached neither the cache nor a write was refused before them.
+  const cache::Served served = account.served ? *account.served : cache::Served::refused;
+  if (account.rule) sink.served(rule, account.rule->category, cache::name(served));
+  auto* log = worker_.shared().access_log.get();
+  if (!log || !log->enabled()) return;
+  log::AccessRecord r;
+  r.time = std::chrono::system_clock::now();
+  r.request_id = id;
+  const std::string client = client_address(worker_.shared(), req);
+  r.client = client;
+  if (account.identity && !account.identity->is_guest()) r.user = account.identity->user;
+  r.method = req.method_text();
+  r.target = req.target();
+  r.rule = rule;
+  r.status = response.status;
+  r.bytes = req.method() == http::Method::head || response.status == 304 ? 0 : response.body_view().size();
+  if (account.rule) r.cache = cache::name(served);
+  r.total_ms = took * 1000;
+  r.origin_ms = account.origin_s ? *account.origin_s * 1000 : 0;
+  r.remaining = account.remaining;
+  log->write(worker_.index(), r);
 }
 
 bool Router::relays(const http::Request& head) const {
@@ -285,8 +393,46 @@ asio::awaitable<http::Passage> Router::pass(const http::Request& head) {
   if (auto p = auth::presented(authorization, std::min<std::size_t>(na, 1), cookies, nc)) identity = worker_.verifier().remembered(p->authorization, p->sid);
   if (!identity) identity = worker_.verifier().guest();
   Limited limited = co_await limit(head, nullptr, *identity);
-  if (limited.refusal) out.refusal = std::move(limited.refusal);
+  out.request_id = request_id(head.header("X-Request-Id"));
+  if (limited.refusal) {
+    out.refusal = std::move(limited.refusal);
+    out.refusal->set_header("X-Request-Id", out.request_id);
+  }
+  out.done = relayed(head, *identity, limited.policy ? limited.decision.remaining : -1);
   co_return out;
+}
+
+// What is noted of a relayed request once it ends: the head is gone by then, so what the log
+// needs of it is taken now.
+std::function<void(const http::Passage&)> Router::relayed(const http::Request& head, const auth::Identity& identity,
+                                                          std::int64_t remaining) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string_view cls = method_class(head.method());
+  auto* log = worker_.shared().access_log.get();
+  if (!log || !log->enabled()) {
+    return [this, started, cls](const http::Passage& p) {
+      worker_.metrics().request("-relay", cls, p.status, "relay", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    };
+  }
+  return [this, started, cls, remaining, log, client = client_address(worker_.shared(), head), user = identity.is_guest() ? std::string() : identity.user,
+          method = std::string(head.method_text()), target = std::string(head.target())](const http::Passage& p) {
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    worker_.metrics().request("-relay", cls, p.status, "relay", took);
+    log::AccessRecord r;
+    r.time = std::chrono::system_clock::now();
+    r.request_id = p.request_id;
+    r.client = client;
+    r.user = user;
+    r.method = method;
+    r.target = target;
+    r.rule = "-relay";
+    r.status = p.status;
+    r.bytes = p.bytes;
+    r.total_ms = took * 1000;
+    r.origin_ms = took * 1000;
+    r.remaining = remaining;
+    log->write(worker_.index(), r);
+  };
 }
 
 asio::awaitable<http::Response> Router::health(const http::Request& req) {
@@ -337,6 +483,7 @@ asio::awaitable<Router::Limited> Router::limit(const http::Request& req, const r
   std::string bucket = identity.is_guest() ? "ip:" + client_address(worker_.shared(), req) : "user:" + identity.user;
   if (rule && rule->rate_limit) bucket += ":rule:" + rule->name;
   out.decision = co_await worker_.limiter().check(bucket, *out.policy);
+  worker_.metrics().limit(out.policy->name, decided_by(out.decision.source), out.decision.allowed);
   if (out.decision.allowed) co_return out;
   if (out.decision.source == limits::Decision::Source::closed) {
     auto r = refused(503, "ServiceUnavailable", "Rate limits cannot be checked (Redis unreachable) and limiting.fail_mode is closed");
@@ -354,7 +501,8 @@ asio::awaitable<Router::Limited> Router::limit(const http::Request& req, const r
 }
 
 asio::awaitable<http::Response> Router::admitted(const http::Request& req, Matched& m, const std::string& path,
-                                                 const boost::system::result<auth::IdentityPtr, auth::Failure>& identified) {
+                                                 const boost::system::result<auth::IdentityPtr, auth::Failure>& identified,
+                                                 Account& account) {
   if (!identified) co_return refused(identified.error());
   const auth::Identity& identity = **identified;
   if (!m.rule) {
@@ -376,8 +524,11 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   if (erp.refusal) co_return refused(*erp.refusal);
   if (auto denied = permission_denied(rule, m.captures, identity, !erp.fingerprint.empty()))
     co_return refused(403, "PermissionError", *denied);
-  if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req, erp);
-  if (rule.kind == rules::OriginKind::http && rule.method != http::Method::get) co_return co_await write_via_erp(m.captures, req);
+  if (rules::is_write(rule.kind) || (rule.kind == rules::OriginKind::http && rule.method != http::Method::get)) {
+    account.served = cache::Served::write;
+    if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req, erp);
+    co_return co_await write_via_erp(m.captures, req);
+  }
 
   auto query = rules::parse_query(req.query());
   if (!query) co_return refused(query.error());
@@ -393,12 +544,14 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   read.life = {category.ttl.count() * 1000, category.stale_while_revalidate.count() * 1000, category.stale_if_error.count() * 1000};
   origin::Ask ask{std::move(m.captures), std::move(*params), std::move(*query), *identified, {}};
   if (rule.kind == rules::OriginKind::http) ask.sent = sent_as(req);
-  read.source = std::make_shared<RuleSource>(worker_, rule, std::move(ask));
-  co_return co_await serve(std::move(read), req);
+  account.origin_s = std::make_shared<double>(0);
+  read.source = std::make_shared<RuleSource>(worker_, rule, std::move(ask), worker_.metrics(), account.origin_s);
+  co_return co_await serve(std::move(read), req, account);
 }
 
-asio::awaitable<http::Response> Router::serve(cache::Read read, const http::Request& req) {
+asio::awaitable<http::Response> Router::serve(cache::Read read, const http::Request& req, Account& account) {
   cache::Answer a = co_await worker_.read_through().serve(std::move(read));
+  account.served = a.served;
   if (a.entry) co_return answer(a, req);
   // Timed out behind another request's fetch, with nothing stale to offer.
   auto r = from_failure(504, "GatewayTimeout", "The origin did not answer in time");
@@ -446,7 +599,9 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
 
 asio::awaitable<void> Router::settle(invalidation::Event event, std::uint64_t outbox_id) {
   const std::string id = event.id;
+  const auto started = std::chrono::steady_clock::now();
   auto settled = co_await worker_.barrier().settle(std::move(event));
+  worker_.metrics().write_barrier.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (!settled.delivery.ec && outbox_id != 0) {
     const std::string row = std::to_string(outbox_id);
     const db::Param p[] = {std::string_view(row)};

@@ -13,6 +13,7 @@
 #include "proxy/invalidation/invalidation.hpp"
 #include "proxy/invalidation/membership.hpp"
 #include "proxy/limits/limits.hpp"
+#include "proxy/log/access.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/origin/origin.hpp"
 #include "proxy/rules/rules.hpp"
@@ -35,6 +36,12 @@ struct Shared {
   invalidation::Acks acks;
   // Worker 0's binary log watch, for /readyz (set before the workers start; its state is atomic).
   const invalidation::BinlogWatch* binlog = nullptr;
+  // The access log (off when log.access is empty); workers write to their own buffer in it.
+  std::unique_ptr<log::AccessLog> access_log;
+  const std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  // What the config and rules files held when loaded (SHA-256, 16 hex digits), and when.
+  std::string config_digest;
+  std::chrono::system_clock::time_point loaded_at = std::chrono::system_clock::now();
   limits::LocalLimiter local_limiter;
   limits::TrustedProxies trusted_proxies;
   auth::FailureBudget failure_budget{local_limiter, limits::Policy{"auth_failures", cfg.auth.failure_limit, cfg.auth.failure_window.count(),

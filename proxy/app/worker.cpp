@@ -73,6 +73,9 @@ Worker::Worker(Shared& shared, int index)
       upstream_(shared.cfg.upstream.enabled() ? std::make_unique<upstream::Pool>(ioc_, shared.cfg.upstream) : nullptr),
       listener_(ioc_, http_settings(shared.cfg), router_, upstream_.get()) {
   verifier_.set_upstream(upstream_.get());
+  cache_.set_latency(&metrics_.redis_cache);
+  queue_.set_latency(&metrics_.redis_queue);
+  primary_.set_latency(&metrics_.mariadb);
   if (index_ == 0) {
     events_ = std::make_unique<redis::Client>(ioc_, shared.cfg.redis_queue, "events");
     membership_ = std::make_unique<invalidation::Membership>(ioc_, queue_, *events_, invalidator_.names(), shared.instance,
@@ -88,6 +91,7 @@ Worker::Worker(Shared& shared, int index)
         // undelivered.
         [this](std::chrono::steady_clock::time_point started) { shared_.trust.relay_caught_up(started); });
     relay_->set_gap_grace(shared.cfg.invalidation.gap_grace);
+    membership_->set_lag(&metrics_.invalidation_lag);
     binlog_ = std::make_unique<invalidation::BinlogWatch>(
         invalidation::BinlogSettings{shared.cfg.mariadb.primary, shared.cfg.site, shared.cfg.invalidation.binlog},
         // On the watch's thread: the relay is this worker's.
@@ -162,6 +166,77 @@ origin::ListLimits Worker::list_limits() const {
   origin::ListLimits limits;
   limits.max_rows = shared_.cfg.limits.max_list_rows;
   return limits;
+}
+
+asio::awaitable<metrics::Sample> Worker::sample() {
+  using metrics::Type;
+  metrics::Sample s;
+  metrics_.into(s);
+  const std::string w = std::to_string(index_);
+  const auto& ls = listener_.stats();
+  s.add("pitstop_open_connections", Type::gauge, "Client connections open now", {}, static_cast<double>(listener_.connections()));
+  s.add("pitstop_connections_accepted_total", Type::counter, "Client connections accepted", {}, static_cast<double>(ls.accepted));
+  s.add("pitstop_connections_refused_total", Type::counter, "Client connections refused over limits.max_connections", {},
+        static_cast<double>(ls.refused));
+  s.add("pitstop_request_errors_total", Type::counter, "Requests refused before a handler: timeouts and malformed requests",
+        {{"reason", "timeout"}}, static_cast<double>(ls.timeouts));
+  s.add("pitstop_request_errors_total", Type::counter, "Requests refused before a handler: timeouts and malformed requests",
+        {{"reason", "protocol"}}, static_cast<double>(ls.protocol_errors));
+  s.add("pitstop_worker_requests_total", Type::counter, "Requests handled, by worker (its share of the load)", {{"worker", w}},
+        static_cast<double>(ls.requests));
+  const auto& vs = verifier_.stats();
+  static constexpr std::string_view kIdentity = "Identity checks: verified identities found in the per-worker cache, looked up, or refused for too many failures";
+  s.add("pitstop_identity_total", Type::counter, kIdentity, {{"result", "hit"}}, static_cast<double>(vs.cache_hits));
+  s.add("pitstop_identity_total", Type::counter, kIdentity, {{"result", "miss"}}, static_cast<double>(vs.lookups));
+  s.add("pitstop_identity_total", Type::counter, kIdentity, {{"result", "refused"}}, static_cast<double>(vs.budget_refusals));
+  static constexpr std::string_view kReconnects = "Connections made to Redis and MariaDB after the first (reconnects)";
+  auto reconnects = [](std::uint64_t connects) { return static_cast<double>(connects > 0 ? connects - 1 : 0); };
+  s.add("pitstop_reconnects_total", Type::counter, kReconnects, {{"server", "redis_cache"}}, reconnects(cache_.stats().connects));
+  s.add("pitstop_reconnects_total", Type::counter, kReconnects, {{"server", "redis_queue"}}, reconnects(queue_.stats().connects));
+  // A pool opens connections as load asks for them: only those that replaced a discarded one count.
+  s.add("pitstop_reconnects_total", Type::counter, kReconnects, {{"server", "mariadb"}},
+        static_cast<double>(std::min(primary_.stats().connects, primary_.stats().discarded)));
+  s.add("pitstop_redis_timeouts_total", Type::counter, "Redis commands that timed out", {{"redis", "cache"}},
+        static_cast<double>(cache_.stats().timeouts));
+  s.add("pitstop_redis_timeouts_total", Type::counter, "Redis commands that timed out", {{"redis", "queue"}},
+        static_cast<double>(queue_.stats().timeouts));
+  s.add("pitstop_mariadb_connections", Type::gauge, "MariaDB connections open, by state", {{"state", "open"}},
+        static_cast<double>(primary_.open_connections()));
+  s.add("pitstop_mariadb_connections", Type::gauge, "MariaDB connections open, by state", {{"state", "idle"}},
+        static_cast<double>(primary_.idle_connections()));
+  if (upstream_) {
+    const auto us = upstream_->stats();
+    s.add("pitstop_upstream_connections", Type::gauge, "Connections to the ERP: in use by a relay, or idle in the pool",
+          {{"state", "in_use"}}, static_cast<double>(us.in_flight));
+    s.add("pitstop_upstream_connections", Type::gauge, "Connections to the ERP: in use by a relay, or idle in the pool",
+          {{"state", "idle"}}, static_cast<double>(us.idle));
+    s.add("pitstop_upstream_saturated_total", Type::counter, "Relayed requests refused with 503: upstream.max_concurrent in flight",
+          {}, static_cast<double>(us.saturated));
+    s.add("pitstop_upstream_connect_failures_total", Type::counter, "Connections to the ERP that failed", {},
+          static_cast<double>(us.connect_failures));
+  }
+  if (index_ == 0) co_await sample_outbox(s);
+  co_return s;
+}
+
+// How many outbox rows wait for the relay (worker 0's pool; the relay's own view lags by a pass).
+asio::awaitable<void> Worker::sample_outbox(metrics::Sample& s) {
+  using metrics::Type;
+  static constexpr std::string_view kUp = "Whether worker 0 reaches the server now (1) or not (0)";
+  s.add("pitstop_up", Type::gauge, kUp, {{"server", "redis_cache"}}, cache_.connected() ? 1 : 0);
+  s.add("pitstop_up", Type::gauge, kUp, {{"server", "redis_queue"}}, queue_.connected() ? 1 : 0);
+  const auto& ms = membership_->stats();
+  s.add("pitstop_invalidation_events_total", Type::counter, "Invalidation events heard by this instance", {},
+        static_cast<double>(ms.events));
+  s.add("pitstop_invalidation_lapses_total", Type::counter, "Times this instance lost its proof of hearing events (L1 emptied)", {},
+        static_cast<double>(ms.lapses));
+  s.add("pitstop_outbox_delivered_total", Type::counter, "Outbox rows delivered by this instance's relay", {},
+        static_cast<double>(relay_->stats().delivered));
+  auto backlog = co_await primary_.execute("SELECT COUNT(*) FROM `pitstop_outbox` WHERE `done` = 0", {}, true);
+  s.add("pitstop_up", Type::gauge, kUp, {{"server", "mariadb"}}, backlog ? 1 : 0);
+  if (backlog && !backlog->rows.empty() && !backlog->rows[0].empty() && backlog->rows[0][0])
+    s.add("pitstop_outbox_backlog", Type::gauge, "Outbox rows not yet delivered (every site)", {},
+          std::strtod(backlog->rows[0][0]->c_str(), nullptr));
 }
 
 Worker::~Worker() { join(); }

@@ -21,6 +21,7 @@
 #include "proxy/invalidation/erp_events.hpp"
 #include "proxy/invalidation/invalidation.hpp"
 #include "proxy/limits/limits.hpp"
+#include "proxy/metrics/metrics.hpp"
 #include "proxy/origin/origin.hpp"
 #include "proxy/perm/perm.hpp"
 #include "proxy/redis/client.hpp"
@@ -61,14 +62,30 @@ class Router : public http::Handler {
       return origin::Viewer{*permissions, user};
     }
   };
+  // What the metrics and the access log learn of a request as its steps run.
+  struct Account {
+    const rules::Rule* rule = nullptr;
+    std::string_view path = "other";  // read, write, relay, health, other
+    std::optional<cache::Served> served;
+    std::int64_t remaining = -1;
+    std::shared_ptr<double> origin_s;  // the origin fetch this request's source made, if any
+    const auth::Identity* identity = nullptr;
+  };
+  boost::asio::awaitable<http::Response> steps(const http::Request& req, Account& account);
+  // The answer's X-Request-Id, its metrics and its access log line.
+  void account_for(const http::Request& req, http::Response& response, const Account& account,
+                   std::chrono::steady_clock::time_point started);
+  std::string request_id(std::string_view presented);
+  std::function<void(const http::Passage&)> relayed(const http::Request& head, const auth::Identity& identity, std::int64_t remaining);
   boost::asio::awaitable<http::Response> health(const http::Request& req);
   boost::asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> identify(const http::Request& req);
   static http::Response too_many_failures(const auth::Failure& f);
   boost::asio::awaitable<Limited> limit(const http::Request& req, const rules::Rule* rule, const auth::Identity& identity);
   // Everything after the limit: the rule's own checks in Frappe's order, then the read or write.
   boost::asio::awaitable<http::Response> admitted(const http::Request& req, Matched& m, const std::string& path,
-                                                  const boost::system::result<auth::IdentityPtr, auth::Failure>& identified);
-  boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req);
+                                                  const boost::system::result<auth::IdentityPtr, auth::Failure>& identified,
+                                                  Account& account);
+  boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req, Account& account);
   boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req, const ErpDecision& erp);
   // A write a rule with the http origin forwards to the ERP; its tags are settled before the answer.
@@ -93,6 +110,8 @@ class Router : public http::Handler {
   Worker& worker_;
   std::chrono::steady_clock::time_point last_fence_note_{};
   std::uint64_t erp_writes_ = 0;
+  std::uint64_t request_ids_ = 0;
+  std::uint64_t request_id_seed_ = 0;
 };
 
 // What the rules' origins use on this worker (its MariaDB pool, the table catalog) comes
@@ -118,6 +137,12 @@ class Worker final : public origin::Context {
   const upstream::Pool* upstream_pool() const { return upstream_.get(); }
   http::Listener& listener() { return listener_; }
   bool draining() const { return draining_; }
+  int index() const { return index_; }
+  // This worker's counters (its thread only); sample() copies them with the components' own.
+  metrics::Sink& metrics() { return metrics_; }
+  // On this worker's thread: its numbers for a scrape (worker 0 adds the outbox backlog).
+  boost::asio::awaitable<metrics::Sample> sample();
+  boost::asio::awaitable<void> sample_outbox(metrics::Sample& s);
 
   // The table metadata of the configured doctypes (read once, retried until it works).
   boost::asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, http::Problem>> catalog() override;
@@ -140,6 +165,7 @@ class Worker final : public origin::Context {
  private:
   Shared& shared_;
   int index_;
+  metrics::Sink metrics_;
   // Every I/O object of a worker lives on its thread: no locking in the reactor. Other threads
   // only post (single-flight wake-ups, drain), which the scheduler still locks for.
   boost::asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};

@@ -192,6 +192,30 @@ const std::vector<Field>& schema() {
         throw std::invalid_argument("must be one of debug, info, warn, error");
       c.log_level = v;
     }));
+    f.push_back(str("log.access",
+                    "access log, one JSON line per request: \"\" (off), \"-\" (stdout) or a file (reopened on SIGUSR1)",
+                    [](Config& c, const std::string& v) {
+                      if (v.size() > 4096) throw std::invalid_argument("must be a path of at most 4096 characters");
+                      c.access_log = v;
+                    }));
+    f.push_back(str("admin.listen",
+                    "admin listener for /metrics and /admin/ (host:port, default 127.0.0.1:9145; \"off\" for none)",
+                    [](Config& c, const std::string& v) {
+                      if (v == "off") {
+                        c.admin.enabled = false;
+                        return;
+                      }
+                      std::string why;
+                      if (!parse_host_port(v, c.admin.listen, why)) throw std::invalid_argument(why);
+                      c.admin.enabled = true;
+                    }));
+    f.push_back(str("admin.token",
+                    "Bearer token the admin listener asks for (all but /metrics); required when it is not on loopback",
+                    [](Config& c, const std::string& v) {
+                      if (!v.empty() && v.size() < 16) throw std::invalid_argument("must be at least 16 characters (or empty)");
+                      if (v.size() > 512) throw std::invalid_argument("must be at most 512 characters");
+                      c.admin.token = v;
+                    }));
     for (const char* which : {"cache", "queue"}) {
       bool cache = std::string_view(which) == "cache";
       f.push_back(str(std::string("redis.") + which + ".url",
@@ -730,6 +754,10 @@ void apply_env(Node& root, const char* const* env, std::vector<std::string>& war
 
 void validate(const Config& c) {
   const std::string& src = c.source;
+  if (c.admin.enabled && !c.admin.loopback() && c.admin.token.empty())
+    fail(src, "$.admin.token",
+         "is required when admin.listen (" + c.admin.listen.host + ") is not a loopback address: set admin.token (or "
+         "PITSTOP_ADMIN_TOKEN) to a secret of 16 characters or more, or listen on 127.0.0.1");
   if (c.redis_cache.host.empty()) fail(src, "$.redis.cache.url", "is required");
   if (c.redis_queue.host.empty()) fail(src, "$.redis.queue.url", "is required");
   if (c.mariadb.primary.host.empty()) fail(src, "$.mariadb.primary", "is required");
@@ -788,6 +816,11 @@ std::string read_file(const std::string& path) {
 }
 
 }  // namespace
+
+bool Admin::loopback() const {
+  const std::string& h = listen.host;
+  return h == "localhost" || h == "::1" || h.starts_with("127.");
+}
 
 int Config::effective_workers() const {
   if (workers > 0) return workers;

@@ -163,12 +163,22 @@ struct Limiting {
   std::map<std::string, std::map<std::string, RateLimit>> roles;
 };
 
+// The admin listener (/metrics, /admin/*): its own port, never the public one.
+struct Admin {
+  HostPort listen{"127.0.0.1", 9145};
+  bool enabled = true;      // listen "off" disables it
+  std::string token;        // Bearer token for everything but /metrics; required off loopback
+  bool loopback() const;
+};
+
 struct Config {
   std::string source;  // the file this was loaded from
   HostPort listen{"0.0.0.0", 8080};
   int workers = 0;  // 0 = one per core
   std::string site = "workshop.local";
   std::string log_level = "info";
+  std::string access_log;  // log.access: "" off, "-" stdout, or a file
+  Admin admin;
   Redis redis_cache;
   Redis redis_queue;
   Database mariadb;

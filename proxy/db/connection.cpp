@@ -78,6 +78,8 @@ std::vector<Column> columns_of(MYSQL_FIELD* fields, unsigned n) {
 
 struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
   explicit Impl(asio::io_context& ioc) : ioc(ioc), sd(ioc), timer(ioc) {}
+  metrics::Histogram* latency = nullptr;  // the worker's, when it counts statements
+  std::chrono::steady_clock::time_point began{};
 
   ~Impl() {
     if (!m) return;
@@ -112,6 +114,7 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
 
   // Arms the deadline of one public operation (several library calls).
   void begin(milliseconds timeout) {
+    began = std::chrono::steady_clock::now();
     ++op;
     op_active = true;
     timed_out = false;
@@ -129,6 +132,7 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
   void end() {
     op_active = false;
     timer.cancel();
+    if (latency) latency->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
   }
 
   Error error_from(unsigned code, const char* message) {
@@ -501,5 +505,7 @@ asio::awaitable<void> Connection::close() {
 }
 
 void library_init() { mysql_library_init(0, nullptr, nullptr); }
+
+void Connection::set_latency(metrics::Histogram* h) { impl_->latency = h; }
 
 }  // namespace pitstop::db

@@ -18,6 +18,7 @@
 #include <boost/system/result.hpp>
 
 #include "proxy/config/config.hpp"
+#include "proxy/metrics/metrics.hpp"
 
 namespace pitstop::db {
 
@@ -94,6 +95,8 @@ class Connection {
   boost::asio::awaitable<Result<ResultSet>> execute(std::string_view sql, std::span<const Param> params,
                                                     std::chrono::milliseconds timeout);
   boost::asio::awaitable<Result<void>> ping(std::chrono::milliseconds timeout);
+  // Each statement's time is observed there (nullptr: not counted).
+  void set_latency(metrics::Histogram* h);
   // Sends COM_QUIT without blocking the thread and releases everything.
   boost::asio::awaitable<void> close();
 
@@ -150,6 +153,8 @@ class Pool {
   std::size_t idle_connections() const { return idle_.size(); }
   const Stats& stats() const { return stats_; }
   const config::MariaDb& server() const { return server_; }
+  // Statements on this pool's connections are timed into `h` (the worker's; nullptr: not).
+  void set_latency(metrics::Histogram* h) { latency_ = h; }
 
  private:
   friend class Lease;
@@ -169,6 +174,7 @@ class Pool {
   bool closed_ = false;
   Stats stats_;
   std::shared_ptr<bool> alive_;
+  metrics::Histogram* latency_ = nullptr;
 };
 
 // The process-wide Connector/C initialisation; call once before starting threads.

@@ -97,6 +97,7 @@ asio::awaitable<Result<Lease>> Pool::acquire() {
         co_return r.error();
       }
       ++stats_.connects;
+      (*r)->set_latency(latency_);
       if (closed_) {
         --open_;
         asio::co_spawn(ioc_, close_detached(std::move(*r)), asio::detached);

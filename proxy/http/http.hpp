@@ -80,6 +80,12 @@ Response json_response(unsigned status, std::string body);
 struct Passage {
   std::optional<Response> refusal;  // answered instead (the body is never read)
   std::string forwarded_for;        // the X-Forwarded-For the upstream gets
+  std::string request_id;           // X-Request-Id to the upstream and back to the client ("": none)
+  // Filled by the relay: the status the client was answered with (0: none, the connection
+  // ended first) and the body bytes sent; then `done` is called with them, if set.
+  unsigned status = 0;
+  std::uint64_t bytes = 0;
+  std::function<void(const Passage&)> done;
 };
 
 class Handler {

@@ -100,6 +100,7 @@ void set_forwarded(Fields& f, const std::string& host, const Passage& passage, c
   f.set("X-Forwarded-Proto", "http");
   f.set("X-Forwarded-Host", host);
   if (!us.site_name.empty()) f.set("X-Frappe-Site-Name", us.site_name);
+  if (!passage.request_id.empty()) f.set("X-Request-Id", passage.request_id);
 }
 
 void forward_head(Upgraded& req, const Passage& passage, const UpstreamSettings& us) {
@@ -119,6 +120,14 @@ Response upstream_problem(const Problem& p, bool api) {
   r.content_type = "text/plain; charset=utf-8";
   r.body = std::to_string(p.status) + " " + reason_phrase(p.status) + ": " + p.message + "\n";
   return r;
+}
+
+// An answer of pitstop's own that ends the relay (and the connection), noted in the passage.
+asio::awaitable<void> answer_and_close(Listener::Impl& L, std::shared_ptr<Session> s, Passage& passage, Response r) {
+  if (!passage.request_id.empty()) r.set_header("X-Request-Id", passage.request_id);
+  passage.status = r.status;
+  passage.bytes = r.body.size();
+  co_await send_and_close(std::move(s), L.settings, std::move(r));
 }
 
 Problem bad_gateway(std::string message) { return Problem{502, "BadGateway", std::move(message), true}; }
@@ -269,8 +278,8 @@ struct Outcome {
 class Relay {
  public:
   Relay(Listener::Impl& L, std::shared_ptr<Session> s, beast::flat_buffer& buffer, BodyParser& parser, const UpstreamSettings& us,
-        std::size_t served)
-      : L_(L), s_(std::move(s)), buffer_(buffer), parser_(parser), us_(us), served_(served), spare_(Spare::take()),
+        std::size_t served, Passage& passage)
+      : L_(L), s_(std::move(s)), buffer_(buffer), parser_(parser), us_(us), served_(served), passage_(passage), spare_(Spare::take()),
         piece_(spare_->piece.get()), ubuffer_(spare_->upstream) {}
 
   // Why a relay ends before the upstream is asked: an answer, or none when the client went away.
@@ -394,6 +403,8 @@ class Relay {
     res.version(11);
     res.keep_alive(out.client_keep);
     if (client_version_ == 10 && out.client_keep) res.set(bhttp::field::connection, "keep-alive");
+    if (!passage_.request_id.empty() && res.find("X-Request-Id") == res.end()) res.set("X-Request-Id", passage_.request_id);
+    passage_.status = status;
 
     // The head goes out with the first piece of the body, in one write.
     Outgoing to_client(spare_->head);
@@ -425,6 +436,7 @@ class Relay {
       }
       dog.arm(L_.settings.write);
       if (co_await to_client.write(s_->socket, std::string_view(piece_, got), answer_->is_done())) co_return false;
+      passage_.bytes += got;
     } while (!answer_->is_done());
     co_return true;
   }
@@ -445,6 +457,7 @@ class Relay {
   BodyParser& parser_;
   const UpstreamSettings& us_;
   std::size_t served_;
+  Passage& passage_;
   Spare::Held spare_;
   char* piece_;
   std::string prefix_;
@@ -502,7 +515,7 @@ void forward_upgrade(bhttp::request<bhttp::string_body>& req, const Passage& pas
   req.version(11);
 }
 
-asio::awaitable<bool> tunnel(Listener::Impl& L, std::shared_ptr<Session> s, beast::flat_buffer& buffer, HeadParser& head, const Passage& passage) {
+asio::awaitable<bool> tunnel(Listener::Impl& L, std::shared_ptr<Session> s, beast::flat_buffer& buffer, HeadParser& head, Passage& passage) {
   using namespace asio::experimental::awaitable_operators;
   Upstream& up = *L.upstream;
   const UpstreamSettings& us = up.settings();
@@ -513,7 +526,7 @@ asio::awaitable<bool> tunnel(Listener::Impl& L, std::shared_ptr<Session> s, beas
   const auto where = req.target().starts_with("/socket.io/") ? Upstream::Target::realtime : Upstream::Target::http;
   auto conn = co_await up.acquire(where);
   if (!conn) {
-    co_await send_and_close(s, L.settings, upstream_problem(conn.error(), api));
+    co_await answer_and_close(L, s, passage, upstream_problem(conn.error(), api));
     co_return false;
   }
   tcp::socket u = std::move(conn->socket);
@@ -537,10 +550,12 @@ asio::awaitable<bool> tunnel(Listener::Impl& L, std::shared_ptr<Session> s, beas
   if (failed) {
     dog->stop();
     up.release(std::move(u), where, false);
-    co_await send_and_close(s, L.settings, upstream_problem(*failed, api));
+    co_await answer_and_close(L, s, passage, upstream_problem(*failed, api));
     co_return false;
   }
   auto& res = answer.get();
+  passage.status = res.result_int();
+  if (!passage.request_id.empty() && res.find("X-Request-Id") == res.end()) res.set("X-Request-Id", passage.request_id);
   if (res.result_int() == 101) {
     dog->arm(L.settings.write);
     bhttp::response_serializer<bhttp::string_body> sr(res);
@@ -564,20 +579,20 @@ asio::awaitable<bool> tunnel(Listener::Impl& L, std::shared_ptr<Session> s, beas
 
 }  // namespace
 
-asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast::flat_buffer& buffer, HeadParser& head, Passage passage,
+asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast::flat_buffer& buffer, HeadParser& head, Passage& passage,
                             std::size_t served) {
   Upstream& up = *L.upstream;
   const UpstreamSettings& us = up.settings();
   if (websocket_upgrade(head.get())) co_return co_await tunnel(L, std::move(s), buffer, head, passage);
   const bool api = head.get().target().starts_with("/api/");
   if (head.content_length() && *head.content_length() > us.max_body_bytes) {
-    co_await send_and_close(s, L.settings,
-                            error_response(413, "RequestEntityTooLarge", "The request body is larger than " + std::to_string(us.max_body_bytes) + " bytes"));
+    co_await answer_and_close(L, s, passage,
+                              error_response(413, "RequestEntityTooLarge", "The request body is larger than " + std::to_string(us.max_body_bytes) + " bytes"));
     co_return false;
   }
   BodyParser parser(std::move(head));
   parser.body_limit(us.max_body_bytes);
-  Relay r(L, s, buffer, parser, us, served);
+  Relay r(L, s, buffer, parser, us, served, passage);
   r.note_client(parser.get());
   {
     // The body first (or its first limits.max_body_bytes): whatever is wrong with it is answered
@@ -586,7 +601,7 @@ asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast
     auto stop = co_await r.read_prefix(*dog);
     dog->stop();
     if (stop) {
-      if (stop->answer) co_await send_and_close(s, L.settings, std::move(*stop->answer));
+      if (stop->answer) co_await answer_and_close(L, s, passage, std::move(*stop->answer));
       co_return false;
     }
   }
@@ -601,7 +616,7 @@ asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast
     // never sent twice (a POST the ERP may have applied before the connection broke).
     auto conn = co_await up.acquire(Upstream::Target::http, !replayable);
     if (!conn) {
-      co_await send_and_close(s, L.settings, upstream_problem(conn.error(), api));
+      co_await answer_and_close(L, s, passage, upstream_problem(conn.error(), api));
       co_return false;
     }
     tcp::socket u = std::move(conn->socket);
@@ -610,8 +625,8 @@ asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Session> s, beast
     dog->stop();
     up.release(std::move(u), Upstream::Target::http, !out.before_answer && r.upstream_reusable());
     if (out.retry && replayable && attempt == 0) continue;
-    if (r.client_failure()) co_await send_and_close(s, L.settings, *r.client_failure());
-    if (out.before_answer) co_await send_and_close(s, L.settings, upstream_problem(*out.before_answer, api));
+    if (r.client_failure()) co_await answer_and_close(L, s, passage, *r.client_failure());
+    if (out.before_answer) co_await answer_and_close(L, s, passage, upstream_problem(*out.before_answer, api));
     co_return out.client_keep && !out.before_answer && !r.client_failure();
   }
 }

@@ -17,7 +17,7 @@ using HeadParser = boost::beast::http::request_parser<boost::beast::http::string
 // in `buffer`) to the listener's upstream, and the answer back. Returns whether the client's
 // connection may carry another request.
 boost::asio::awaitable<bool> relay(Listener::Impl& L, std::shared_ptr<Listener::Session> s, boost::beast::flat_buffer& buffer,
-                                   HeadParser& head, Passage passage, std::size_t served);
+                                   HeadParser& head, Passage& passage, std::size_t served);
 
 // Answers, then closes the connection once the client has had time to read the answer.
 boost::asio::awaitable<void> send_and_close(std::shared_ptr<Listener::Session> s, const Settings& cfg, Response r);

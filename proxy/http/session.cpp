@@ -314,10 +314,15 @@ asio::awaitable<void> run_session(std::shared_ptr<Listener::Impl> L, std::shared
         ++served;
         Passage passage = co_await L->handler.pass(head_only);
         if (passage.refusal) {
+          passage.status = passage.refusal->status;
+          passage.bytes = passage.refusal->body.size();
+          if (passage.done) passage.done(passage);
           co_await send_and_close(s, cfg, std::move(*passage.refusal));
           break;
         }
-        if (!co_await relay(*L, s, buffer, parser, std::move(passage), served)) break;
+        const bool more = co_await relay(*L, s, buffer, parser, passage, served);
+        if (passage.done) passage.done(passage);
+        if (!more) break;
         continue;
       }
     }

@@ -21,6 +21,39 @@ using std::chrono::steady_clock;
 
 std::string utc_now() { return log::utc_text(std::chrono::system_clock::now(), 'T', 6, true); }
 
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view t) {
+  // YYYY-MM-DD?HH:MM:SS[.ffffff][Z]
+  if (t.size() < 19 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != ' ') || t[13] != ':' || t[16] != ':') return std::nullopt;
+  auto num = [&](std::size_t at, std::size_t len, int& out) {
+    out = 0;
+    for (std::size_t i = at; i < at + len; ++i) {
+      if (t[i] < '0' || t[i] > '9') return false;
+      out = out * 10 + (t[i] - '0');
+    }
+    return true;
+  };
+  int y, mo, d, h, mi, s;
+  if (!num(0, 4, y) || !num(5, 2, mo) || !num(8, 2, d) || !num(11, 2, h) || !num(14, 2, mi) || !num(17, 2, s)) return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
+  std::int64_t micros = 0;
+  std::size_t i = 19;
+  if (i < t.size() && t[i] == '.') {
+    int digits = 0;
+    for (++i; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i, ++digits)
+      if (digits < 6) micros = micros * 10 + (t[i] - '0');
+    for (; digits < 6; ++digits) micros *= 10;
+  }
+  // Days from the civil date (Howard Hinnant's algorithm): no time zone involved.
+  const int yy = y - (mo <= 2);
+  const int era = (yy >= 0 ? yy : yy - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(yy - era * 400);
+  const unsigned doy = static_cast<unsigned>((153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1);
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const std::int64_t days = static_cast<std::int64_t>(era) * 146097 + static_cast<std::int64_t>(doe) - 719468;
+  const std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + s;
+  return std::chrono::system_clock::time_point(std::chrono::microseconds(secs * 1000000 + micros));
+}
+
 std::string encode(const Event& e) {
   std::string out;
   json::Writer w(out);

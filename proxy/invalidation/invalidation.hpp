@@ -46,6 +46,9 @@ std::string encode(const Event& e);
 std::optional<Event> decode(std::string_view json);
 // Now as the events write it ("2026-11-29T03:55:00.123456Z").
 std::string utc_now();
+// The time an event carries ("2026-11-29T03:55:00.123456Z", or with a space and no Z, as
+// MariaDB writes it), nothing when it is not one.
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text);
 
 struct Names {
   std::string prefix;   // pitstop:<site>:

@@ -235,6 +235,14 @@ void Membership::on_event(std::string_view payload) {
   if (!e) return;
   ++stats_.events;
   local_.drop(e->tags);
+  if (lag_) {
+    // Clocks of other machines may be a little ahead: a negative lag counts as none; a time that
+    // is not one (or hours off) is not counted.
+    if (const auto at = parse_time(e->time)) {
+      const double lag = std::chrono::duration<double>(std::chrono::system_clock::now() - *at).count();
+      if (lag < 3600) lag_->observe(std::max(0.0, lag));
+    }
+  }
   // The writer could not delete the tags' Redis entries: the relay will, until then Redis is not
   // to be believed.
   if (!e->cleared) local_.trust.l2_failed();

@@ -29,6 +29,7 @@
 #include "proxy/cache/coherence.hpp"
 #include "proxy/invalidation/invalidation.hpp"
 #include "proxy/redis/client.hpp"
+#include "proxy/metrics/metrics.hpp"
 
 namespace pitstop::invalidation {
 
@@ -93,6 +94,8 @@ class Membership {
     std::uint64_t pings = 0, proofs = 0, lapses = 0, events = 0, acks_sent = 0, acks_received = 0;
   };
   const Stats& stats() const { return stats_; }
+  // Each event's lag (its commit time to its tags dropped here) is observed in `h`.
+  void set_lag(metrics::Histogram* h) { lag_ = h; }
 
  private:
   boost::asio::awaitable<void> heartbeats();
@@ -108,6 +111,7 @@ class Membership {
   std::string instance_;
   std::string inbox_;
   Timing timing_;
+  metrics::Histogram* lag_ = nullptr;
   Local local_;
   Acks& acks_;
   std::function<void()> on_regained_;

@@ -118,6 +118,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::vector<std::shared_ptr<asio::steady_timer>> ready_waiters;
   std::string last_error;
   Stats stats;
+  metrics::Histogram* latency = nullptr;  // round trips observed there, when set
   bool logged_down = false;
   struct Subscription {
     std::vector<std::string> channels;
@@ -336,6 +337,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     auto self = shared_from_this();
     const auto deadline = steady_clock::now() + cfg.command_timeout;
     if (auto ec = co_await ensure_ready(deadline)) co_return ec;
+    const auto sent = steady_clock::now();
     auto batch = std::make_shared<Batch>(ioc, n);
     batch->timer.expires_at(deadline);
     std::vector<const char*> argv;
@@ -362,6 +364,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       co_return errc::timeout;
     }
     if (batch->ec) co_return batch->ec;
+    if (latency) latency->observe(std::chrono::duration<double>(steady_clock::now() - sent).count());
     co_return std::move(batch->replies);
   }
 };
@@ -445,6 +448,7 @@ bool Client::subscribed() const { return impl_->sub && impl_->sub->active; }
 bool Client::connected() const { return impl_->state == Impl::State::ready; }
 const std::string& Client::last_error() const { return impl_->last_error; }
 const Stats& Client::stats() const { return impl_->stats; }
+void Client::set_latency(metrics::Histogram* h) { impl_->latency = h; }
 const std::string& Client::name() const { return impl_->name; }
 
 }  // namespace pitstop::redis

@@ -17,6 +17,7 @@
 
 #include "proxy/config/config.hpp"
 #include "proxy/redis/reply.hpp"
+#include "proxy/metrics/metrics.hpp"
 
 namespace pitstop::redis {
 
@@ -78,6 +79,8 @@ class Client {
   bool connected() const;
   const std::string& last_error() const;
   const Stats& stats() const;
+  // Each round trip (a pipeline counts once) is observed in `h` (nullptr: not counted).
+  void set_latency(metrics::Histogram* h);
   const std::string& name() const;
 
  private:

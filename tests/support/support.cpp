@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -792,7 +794,9 @@ Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
   static int n = 0;
   port_file_ = (scratch_dir() / ("pitstop-port-" + std::to_string(n++))).string();
   fs::remove(port_file_);
+  fs::remove(port_file_ + ".admin");
   env.emplace("PITSTOP_LISTEN", "127.0.0.1:0");
+  env.emplace("PITSTOP_ADMIN_LISTEN", "127.0.0.1:0");
   env.emplace("PITSTOP_WORKERS", "2");
   // A site of its own unless the test shares one: a new site's relay starts at the end of the
   // outbox, while the config's site would first relay every row other tests' sites wrote since
@@ -811,7 +815,11 @@ Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (true) {
     std::ifstream in(port_file_);
-    if (in >> port_) break;
+    if (in >> port_) {
+      std::ifstream admin(port_file_ + ".admin");
+      if (!(admin >> admin_port_)) admin_port_ = 0;
+      break;
+    }
     if (!proc_->running()) throw std::runtime_error("pitstop exited: " + proc_->log());
     if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("pitstop did not start: " + proc_->log());
     std::this_thread::sleep_for(20ms);
@@ -828,6 +836,7 @@ Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
 Pitstop::~Pitstop() {
   std::error_code ec;
   fs::remove(port_file_, ec);
+  fs::remove(port_file_ + ".admin", ec);
 }
 
 int Pitstop::stop() {
@@ -868,6 +877,93 @@ std::string json_field(const std::string& body, std::initializer_list<const char
 std::string cache_status(const RawClient::Response& r) {
   auto it = r.headers.find("cache-status");
   return it == r.headers.end() ? "" : it->second;
+}
+
+double PromText::sum(const std::string& name, const std::map<std::string, std::string>& labels) const {
+  double total = 0;
+  for (const auto& s : samples) {
+    if (s.name != name) continue;
+    bool all = true;
+    for (const auto& [k, v] : labels) {
+      auto it = s.labels.find(k);
+      all = all && it != s.labels.end() && it->second == v;
+    }
+    if (all) total += s.value;
+  }
+  return total;
+}
+
+PromText parse_prometheus(const std::string& text) {
+  PromText out;
+  auto name_ok = [](std::string_view n) {
+    if (n.empty() || (n[0] >= '0' && n[0] <= '9')) return false;
+    for (char c : n)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':')) return false;
+    return true;
+  };
+  auto fail = [](std::size_t line, const std::string& why) {
+    throw std::runtime_error("metrics line " + std::to_string(line) + ": " + why);
+  };
+  std::istringstream in(text);
+  std::string line;
+  std::size_t no = 0;
+  while (std::getline(in, line)) {
+    ++no;
+    if (line.empty()) continue;
+    if (line.starts_with("# TYPE ")) {
+      std::istringstream f(line.substr(7));
+      std::string family, type;
+      f >> family >> type;
+      if (!name_ok(family) || (type != "counter" && type != "gauge" && type != "histogram" && type != "summary" && type != "untyped"))
+        fail(no, "bad TYPE line: " + line);
+      if (out.types.count(family)) fail(no, "second TYPE for " + family);
+      out.types[family] = type;
+      continue;
+    }
+    if (line.starts_with("#")) continue;
+    PromSample s;
+    std::size_t i = 0;
+    while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
+    s.name = line.substr(0, i);
+    if (!name_ok(s.name)) fail(no, "bad metric name: " + line);
+    if (i < line.size() && line[i] == '{') {
+      ++i;
+      while (i < line.size() && line[i] != '}') {
+        std::size_t eq = line.find('=', i);
+        if (eq == std::string::npos || eq + 1 >= line.size() || line[eq + 1] != '"') fail(no, "bad label: " + line);
+        std::string key = line.substr(i, eq - i);
+        if (!name_ok(key)) fail(no, "bad label name: " + line);
+        std::string value;
+        std::size_t j = eq + 2;
+        for (; j < line.size() && line[j] != '"'; ++j) {
+          if (line[j] == '\\' && j + 1 < line.size()) {
+            ++j;
+            value += line[j] == 'n' ? '\n' : line[j];
+          } else {
+            value += line[j];
+          }
+        }
+        if (j >= line.size()) fail(no, "unterminated label value: " + line);
+        s.labels[key] = value;
+        i = j + 1;
+        if (i < line.size() && line[i] == ',') ++i;
+      }
+      if (i >= line.size()) fail(no, "unterminated labels: " + line);
+      ++i;
+    }
+    if (i >= line.size() || line[i] != ' ') fail(no, "no value: " + line);
+    const std::string v = line.substr(i + 1);
+    char* end = nullptr;
+    s.value = std::strtod(v.c_str(), &end);
+    if (v == "+Inf") s.value = HUGE_VAL;
+    else if (end == v.c_str() || (*end && *end != ' ')) fail(no, "bad value: " + line);
+    std::string family = s.name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (!out.types.count(family) && family.ends_with(suffix)) family = family.substr(0, family.size() - std::strlen(suffix));
+    if (!out.types.count(family)) fail(no, "sample before its TYPE line: " + line);
+    out.samples.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace pitstop::test

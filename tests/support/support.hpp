@@ -200,6 +200,8 @@ class Pitstop {
   explicit Pitstop(std::map<std::string, std::string> env = {}, bool wait_ready = true);
   ~Pitstop();
   std::uint16_t port() const { return port_; }
+  // The admin listener's port (PITSTOP_ADMIN_LISTEN defaults to 127.0.0.1:0 here); 0 when off.
+  std::uint16_t admin_port() const { return admin_port_; }
   Process& process() { return *proc_; }
   // SIGTERM and wait; returns the exit status.
   int stop();
@@ -207,6 +209,7 @@ class Pitstop {
  private:
   std::string port_file_;
   std::uint16_t port_ = 0;
+  std::uint16_t admin_port_ = 0;
   std::unique_ptr<Process> proc_;
 };
 
@@ -230,6 +233,22 @@ class StandIn {
   std::uint16_t realtime_port_ = 0;
   std::unique_ptr<Process> proc_;
 };
+
+// The Prometheus text exposition format (0.0.4), parsed strictly: every sample's family has a
+// TYPE line before it, names and labels are well formed, values are numbers. Throws
+// std::runtime_error naming the line otherwise.
+struct PromSample {
+  std::string name;  // as written (a histogram's _bucket, _sum, _count included)
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+struct PromText {
+  std::map<std::string, std::string> types;  // family -> counter, gauge, histogram, …
+  std::vector<PromSample> samples;
+  // The sum of the samples named `name` whose labels include `labels`.
+  double sum(const std::string& name, const std::map<std::string, std::string>& labels = {}) const;
+};
+PromText parse_prometheus(const std::string& text);
 
 // One request on a fresh connection, with extra header lines ("Name: value").
 std::optional<RawClient::Response> http_request(std::uint16_t port, const std::string& method, const std::string& target,
