@@ -258,3 +258,144 @@ TEST_F(Ops, RelayedRequestsAreCountedLoggedAndCarryTheRequestId) {
   EXPECT_EQ(m.sum("pitstop_requests_total", {{"rule", "-relay"}, {"status", "200"}}), 2);
   EXPECT_EQ(m.sum("pitstop_request_duration_seconds_count", {{"path", "relay"}}), 2);
 }
+
+namespace {
+
+// config/pitstop.json copied for a test (its rules a copy too, so that both can be edited), and
+// edited in place by the test.
+class ConfigCopy {
+ public:
+  explicit ConfigCopy(const std::string& name) {
+    rules_ = rules_copy("workshop.json", name + "-rules.json", [](std::string&) {});
+    path_ = (scratch_dir() / (name + "-config.json")).string();
+    text_ = slurp(source_dir() / "config/pitstop.json");
+    replace("\"rules\": \"../rules/workshop.json\"", "\"rules\": \"" + rules_ + "\"");
+  }
+  const std::string& path() const { return path_; }
+  void replace(const std::string& from, const std::string& to) {
+    const auto at = text_.find(from);
+    if (at == std::string::npos) throw std::runtime_error("not in the config: " + from);
+    text_.replace(at, from.size(), to);
+    std::ofstream(path_, std::ios::trunc) << text_;
+  }
+  void write_raw(const std::string& text) { std::ofstream(path_, std::ios::trunc) << text; }
+  void edit_rules(const std::string& from, const std::string& to) {
+    std::string r = slurp(rules_);
+    const auto at = r.find(from);
+    if (at == std::string::npos) throw std::runtime_error("not in the rules: " + from);
+    r.replace(at, from.size(), to);
+    std::ofstream(rules_, std::ios::trunc) << r;
+  }
+
+ private:
+  std::string rules_, path_, text_;
+};
+
+long ttl_of(const std::string& cache_status) {
+  const auto pos = cache_status.find("ttl=");
+  return pos == std::string::npos ? -999999 : std::stol(cache_status.substr(pos + 4));
+}
+
+RawClient::Response reload(const Pitstop& p) { return request(p.admin_port(), "/admin/reload", {}, "POST"); }
+
+const std::string kSummaryOf = "/api/method/universal_workshop.api.get_customer_summary?customer=";
+
+}  // namespace
+
+TEST_F(Ops, AReloadAppliesTtlsAndRulesToNewRequestsWithoutDroppingConnections) {
+  ConfigCopy cfg("reload-good-" + unique_site());
+  Pitstop p({{"PITSTOP_SITE", unique_site()}}, true, cfg.path());
+  RawClient kept(p.port());
+  auto ask = [&](const std::string& target) {
+    EXPECT_TRUE(kept.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n" + alice_.token_header() + "\r\n\r\n"));
+    auto r = kept.read_response();
+    if (!r) throw std::runtime_error("no answer on the kept connection");
+    return *r;
+  };
+  // A miss stores the entry; the hit after it says its TTL.
+  ASSERT_EQ(ask(kSummaryOf + "CUST-00001").status, 200);
+  auto before = ask(kSummaryOf + "CUST-00001");
+  ASSERT_EQ(before.status, 200) << before.body;
+  EXPECT_GT(ttl_of(before.headers["cache-status"]), 1000) << before.headers["cache-status"];
+
+  cfg.replace("\"customer_summary\":   { \"ttl_s\": 1800", "\"customer_summary\":   { \"ttl_s\": 60");
+  auto r = reload(p);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"ok\":true"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"needs_restart\":[]"), std::string::npos) << r.body;
+
+  // The connection opened before the reload carries on; a new entry has the new TTL, the entry
+  // stored before keeps its own.
+  ASSERT_EQ(ask(kSummaryOf + "CUST-00002").status, 200);
+  auto fresh = ask(kSummaryOf + "CUST-00002");
+  ASSERT_EQ(fresh.status, 200) << fresh.body;
+  EXPECT_GT(ttl_of(fresh.headers["cache-status"]), 0);
+  EXPECT_LE(ttl_of(fresh.headers["cache-status"]), 60);
+  EXPECT_GT(ttl_of(ask(kSummaryOf + "CUST-00001").headers["cache-status"]), 1000);
+
+  // SIGHUP does the same for the rules: a role the user lacks now guards the catalog.
+  EXPECT_EQ(ask(kCatalog).status, 200);
+  cfg.edit_rules("\"name\": \"service_catalog\",", "\"name\": \"service_catalog\", \"roles\": [\"No Such Role Here\"],");
+  p.process().signal(SIGHUP);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  int status = 0;
+  while ((status = ask(kCatalog).status) != 403 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(status, 403);
+  const PromText m = scrape(p);
+  EXPECT_EQ(m.sum("pitstop_config_reloads_total", {{"result", "ok"}}), 2);
+  EXPECT_EQ(m.sum("pitstop_config_reloads_total", {{"result", "failed"}}), 0);
+  EXPECT_TRUE(p.process().running());
+}
+
+TEST_F(Ops, ABadReloadKeepsWhatRunsAndSaysWhy) {
+  ConfigCopy cfg("reload-bad-" + unique_site());
+  Pitstop p({{"PITSTOP_SITE", unique_site()}}, true, cfg.path());
+  const auto digest = [&] {
+    auto s = request(p.admin_port(), "/admin/status");
+    const auto at = s.body.find("\"digest\":\"");
+    return s.body.substr(at + 10, 16);
+  };
+  const std::string running = digest();
+  const std::string good = slurp(cfg.path());
+
+  cfg.write_raw(good.substr(0, good.size() / 2));  // cut in the middle
+  auto r = reload(p);
+  EXPECT_EQ(r.status, 422);
+  EXPECT_NE(r.body.find(cfg.path()), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"ok\":false"), std::string::npos) << r.body;
+
+  cfg.write_raw(good);
+  cfg.replace("\"workers\": 0,", "\"workers\": 0, \"wrokers\": 1,");
+  r = reload(p);
+  EXPECT_EQ(r.status, 422);
+  EXPECT_NE(r.body.find("$.wrokers"), std::string::npos) << r.body;
+
+  cfg.write_raw(good);
+  cfg.edit_rules("\"category\": \"service_catalog\",", "\"category\": \"no_such_category\",");
+  r = reload(p);
+  EXPECT_EQ(r.status, 422);
+  EXPECT_NE(r.body.find("no_such_category"), std::string::npos) << r.body;
+
+  EXPECT_EQ(digest(), running);
+  EXPECT_EQ(request(p.port(), kCatalog, {alice_.token_header()}).status, 200);
+  const PromText m = scrape(p);
+  EXPECT_EQ(m.sum("pitstop_config_reloads_total", {{"result", "failed"}}), 3);
+  EXPECT_NE(request(p.admin_port(), "/admin/status").body.find("last_reload_error"), std::string::npos);
+  EXPECT_EQ(request(p.admin_port(), "/admin/reload").status, 405);  // GET: a reload is a POST
+}
+
+TEST_F(Ops, AReloadNamesWhatNeedsARestartAndLeavesItAsItRuns) {
+  ConfigCopy cfg("reload-restart-" + unique_site());
+  Pitstop p({{"PITSTOP_SITE", unique_site()}}, true, cfg.path());
+  cfg.replace("\"l1_bytes\": 67108864", "\"l1_bytes\": 1000000");
+  cfg.replace("\"header_read_ms\": 10000", "\"header_read_ms\": 9000");
+  cfg.replace("\"get\":    { \"limit\": 200,", "\"get\":    { \"limit\": 150,");
+  auto r = reload(p);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("$.cache.l1_bytes"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("$.timeouts"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("rate_limits"), std::string::npos) << r.body;  // that one reloads
+  const PromText m = scrape(p);
+  EXPECT_EQ(m.sum("pitstop_l1_max_bytes"), 67108864);
+  EXPECT_EQ(request(p.port(), kCatalog, {alice_.token_header()}).status, 200);
+}

@@ -9,6 +9,7 @@
 
 #include <openssl/crypto.h>
 
+#include "proxy/app/app.hpp"
 #include "proxy/app/worker.hpp"
 #include "proxy/json/writer.hpp"
 #include "proxy/log/log.hpp"
@@ -96,6 +97,12 @@ void Admin::add_process(metrics::Sample& s) const {
     s.add("pitstop_access_log_lines_total", Type::counter, "Access log lines, by fate", {{"result", "dropped"}},
           static_cast<double>(log->dropped()));
   }
+  s.add("pitstop_config_reloads_total", Type::counter, "Reloads (SIGHUP, POST /admin/reload), by result", {{"result", "ok"}},
+        static_cast<double>(shared_.reloads_ok.load()));
+  s.add("pitstop_config_reloads_total", Type::counter, "Reloads (SIGHUP, POST /admin/reload), by result", {{"result", "failed"}},
+        static_cast<double>(shared_.reloads_failed.load()));
+  s.add("pitstop_config_loaded_time_seconds", Type::gauge, "When the running config and rules were loaded (Unix time)", {},
+        std::chrono::duration<double>(shared_.live()->loaded_at.time_since_epoch()).count());
   s.add("pitstop_start_time_seconds", Type::gauge, "When this process started (Unix time)", {},
         std::chrono::duration<double>(shared_.started.time_since_epoch()).count());
   s.add("pitstop_build_info", Type::gauge, "The running version", {{"version", PITSTOP_VERSION}}, 1);
@@ -118,7 +125,23 @@ asio::awaitable<http::Response> Admin::handle(const http::Request& req) {
     if (!get) co_return http::error_response(405, "MethodNotAllowed", "Use GET");
     co_return co_await status();
   }
-  co_return http::error_response(404, "DoesNotExistError", "Not an admin endpoint: /metrics, /admin/status");
+  if (path == "/admin/reload") {
+    if (req.method() != http::Method::post) co_return http::error_response(405, "MethodNotAllowed", "Use POST");
+    co_return reloaded(reload(shared_));
+  }
+  co_return http::error_response(404, "DoesNotExistError", "Not an admin endpoint: /metrics, /admin/status, /admin/reload");
+}
+
+http::Response Admin::reloaded(const Reloaded& r) {
+  std::string body;
+  json::Writer out(body);
+  out.begin_object().member("ok", r.ok);
+  if (r.ok) out.member("digest", r.digest);
+  else out.member("error", r.error);
+  out.key("needs_restart").begin_array();
+  for (const auto& p : r.needs_restart) out.value(p);
+  out.end_array().end_object();
+  return plain(r.ok ? 200 : 422, std::move(body), "application/json");
 }
 
 asio::awaitable<http::Response> Admin::status() {
@@ -129,9 +152,12 @@ asio::awaitable<http::Response> Admin::status() {
   out.begin_object();
   out.member("version", PITSTOP_VERSION).member("instance", shared_.instance);
   out.member("started", log::utc_text(shared_.started, 'T', 3, true)).member("uptime_s", seconds_since(shared_.started));
+  const auto live = shared_.live();
   out.key("config").begin_object();
-  out.member("source", cfg.source).member("rules", shared_.rules->source()).member("digest", shared_.config_digest);
-  out.member("loaded", log::utc_text(shared_.loaded_at, 'T', 3, true));
+  out.member("source", cfg.source).member("rules", live->rules->source()).member("digest", live->digest);
+  out.member("loaded", log::utc_text(live->loaded_at, 'T', 3, true));
+  out.member("reloads", shared_.reloads_ok.load()).member("failed_reloads", shared_.reloads_failed.load());
+  if (!shared_.last_reload_error.empty()) out.member("last_reload_error", shared_.last_reload_error);
   out.end_object();
   out.key("workers").begin_array();
   for (std::size_t i = 0; i < workers_.size(); ++i) {

@@ -16,6 +16,7 @@
 namespace pitstop::app {
 
 struct Shared;
+struct Reloaded;
 class Worker;
 
 class Admin final : public http::Handler {
@@ -29,6 +30,7 @@ class Admin final : public http::Handler {
  private:
   bool authorized(const http::Request& req) const;
   boost::asio::awaitable<http::Response> status();
+  static http::Response reloaded(const Reloaded& r);
   void add_process(metrics::Sample& s) const;
 
   boost::asio::io_context& ioc_;

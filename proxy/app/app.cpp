@@ -112,9 +112,15 @@ http::Settings admin_settings(const config::Config& c) {
 
 }  // namespace
 
-Shared::Shared(const config::Config& c)
-    : cfg(c), rules(rules::RuleSet::load(c.rules_file, c, origin::make_origin)), l1(c.cache.l1_bytes) {
-  config_digest = file_digest({c.source, c.rules_file});
+std::shared_ptr<const Live> load_live(std::shared_ptr<const config::Config> cfg) {
+  auto live = std::make_shared<Live>();
+  live->rules = rules::RuleSet::load(cfg->rules_file, *cfg, origin::make_origin);
+  live->digest = file_digest({cfg->source, cfg->rules_file});
+  live->cfg = std::move(cfg);
+  return live;
+}
+
+Shared::Shared(const config::Config& c) : cfg(c), l1(c.cache.l1_bytes), live_(load_live(std::make_shared<const config::Config>(c))) {
   for (const auto& p : c.limiting.trusted_proxies) {
     std::string why;
     if (!trusted_proxies.add(p, why)) throw config::ConfigError(c.source + ": $.limiting.trusted_proxies: " + why);
@@ -152,6 +158,23 @@ int run(const config::Config& cfg, const Options& options) {
 
   asio::io_context main_ioc{1};
   asio::signal_set signals(main_ioc, SIGTERM, SIGINT);
+  // Before the port file says pitstop is up: a signal sent once it is there must find them.
+  // SIGUSR1: the access log's file was moved (logrotate); open it again.
+  asio::signal_set usr1(main_ioc, SIGUSR1);
+  std::function<void(boost::system::error_code, int)> on_usr1 = [&](boost::system::error_code ec, int) {
+    if (ec) return;
+    if (shared.access_log) shared.access_log->reopen();
+    usr1.async_wait(on_usr1);
+  };
+  usr1.async_wait(on_usr1);
+  // SIGHUP: read the config and rules again (as POST /admin/reload does).
+  asio::signal_set hup(main_ioc, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_hup = [&](boost::system::error_code ec, int) {
+    if (ec) return;
+    reload(shared);
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
   std::vector<Worker*> worker_list;
   for (auto& w : workers) worker_list.push_back(w.get());
   Admin admin(main_ioc, shared, worker_list);
@@ -160,8 +183,8 @@ int run(const config::Config& cfg, const Options& options) {
 
   for (auto& w : workers) w->start();
   log::info("pitstop ", PITSTOP_VERSION, " listening on ", endpoint.address().to_string(), ":", endpoint.port(), " with ",
-            n, " worker", n == 1 ? "" : "s", " (config ", cfg.source, ", ", shared.rules->rules().size(), " rules from ",
-            shared.rules->source(), ")");
+            n, " worker", n == 1 ? "" : "s", " (config ", cfg.source, ", ", shared.live()->rules->rules().size(), " rules from ",
+            shared.live()->rules->source(), ")");
   if (!options.port_file.empty()) {
     // The admin port first: whoever waits for the port file finds both.
     if (admin_port != 0) write_port(options.port_file + ".admin", admin_port);
@@ -172,15 +195,6 @@ int run(const config::Config& cfg, const Options& options) {
     }
     std::rename(tmp.c_str(), options.port_file.c_str());
   }
-
-  // SIGUSR1: the access log's file was moved (logrotate); open it again.
-  asio::signal_set usr1(main_ioc, SIGUSR1);
-  std::function<void(boost::system::error_code, int)> on_usr1 = [&](boost::system::error_code ec, int) {
-    if (ec) return;
-    if (shared.access_log) shared.access_log->reopen();
-    usr1.async_wait(on_usr1);
-  };
-  usr1.async_wait(on_usr1);
 
   // Large answers (a day's schedule is 200 kB) come and go with every miss; glibc keeps what they
   // freed in its heaps. Handing it back keeps the resident size near L1 plus the buffers in use
@@ -209,6 +223,7 @@ int run(const config::Config& cfg, const Options& options) {
   int remaining = n;
   auto stop_all = [&] {
     usr1.cancel();
+    hup.cancel();
     admin_listener.drain([] {});
     admin_listener.abort_all();
     trim.cancel();

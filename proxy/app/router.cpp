@@ -88,8 +88,9 @@ http::Response answer(const cache::Answer& a, const http::Request& req) {
 // request that started it.
 class RuleSource final : public cache::Source {
  public:
-  RuleSource(origin::Context& context, const rules::Rule& rule, origin::Ask ask, metrics::Sink& metrics, std::shared_ptr<double> took)
-      : context_(context), rule_(rule), ask_(std::move(ask)), metrics_(metrics), took_(std::move(took)) {}
+  RuleSource(origin::Context& context, std::shared_ptr<const Live> live, const rules::Rule& rule, origin::Ask ask, metrics::Sink& metrics,
+             std::shared_ptr<double> took)
+      : context_(context), live_(std::move(live)), rule_(rule), ask_(std::move(ask)), metrics_(metrics), took_(std::move(took)) {}
 
   asio::awaitable<cache::Fetched> fetch() override {
     const auto started = std::chrono::steady_clock::now();
@@ -121,6 +122,7 @@ class RuleSource final : public cache::Source {
   }
 
   origin::Context& context_;
+  std::shared_ptr<const Live> live_;  // the rule lives in its rules: kept for a refresh that outlives the request
   const rules::Rule& rule_;
   origin::Ask ask_;
   metrics::Sink& metrics_;
@@ -188,13 +190,13 @@ bool any_role(const auth::Identity& id, const std::vector<std::string>& roles) {
 
 }  // namespace
 
-std::optional<std::string> Router::permission_denied(const rules::Rule& rule, const rules::Values& captures,
+std::optional<std::string> Router::permission_denied(const rules::RuleSet& rules, const rules::Rule& rule, const rules::Values& captures,
                                                      const auth::Identity& id, bool erp_decides) const {
   if (!rule.roles.empty() && !any_role(id, rule.roles)) return std::string("Not permitted: this needs the role ") + rule.roles.front();
   if (erp_decides) return std::nullopt;
   const std::string* dt = captures.find("doctype");
   if (!dt) return std::nullopt;
-  const rules::Doctype* d = worker_.shared().rules->doctype(*dt);
+  const rules::Doctype* d = rules.doctype(*dt);
   if (!d) return std::nullopt;
   const char* action = "read";
   if (rule.kind == rules::OriginKind::resource_insert) action = "create";
@@ -223,15 +225,15 @@ std::optional<perm::Action> resource_action(rules::OriginKind kind) {
 
 }  // namespace
 
-asio::awaitable<Router::Decided> Router::erp_permissions(const rules::Rule& rule, const rules::Values& captures,
-                                                         const auth::Identity& id) {
+asio::awaitable<Router::Decided> Router::erp_permissions(const rules::RuleSet& rules, const rules::Rule& rule,
+                                                         const rules::Values& captures, const auth::Identity& id) {
   static const Decided undecided = std::make_shared<const ErpDecision>();
   // A named query's answer must be wholly readable in every doctype it reveals, unless the rule
   // is open to guests, which makes its answer public.
   const bool reveals = !rule.reveals.empty() && !rule.allow_guest;
   auto action = resource_action(rule.kind);
   const std::string* dt = captures.find("doctype");
-  if (!dt || !worker_.shared().rules->doctype(*dt)) action.reset();
+  if (!dt || !rules.doctype(*dt)) action.reset();
   if (!reveals && !action) co_return undecided;
   auto perms = co_await worker_.permissions();
   if (!perms) {
@@ -282,6 +284,8 @@ asio::awaitable<http::Response> Router::handle(const http::Request& req) {
 }
 
 asio::awaitable<http::Response> Router::steps(const http::Request& req, Account& account) {
+  account.live = worker_.live();
+  const Live& live = *account.live;
   const auto raw_path = req.path();
   if (raw_path == "/healthz" || raw_path == "/readyz") {
     account.path = "health";
@@ -291,7 +295,7 @@ asio::awaitable<http::Response> Router::steps(const http::Request& req, Account&
   auto path = rules::decode_path(raw_path);
   if (!path) co_return http::error_response(path.error());
   Matched m;
-  m.rule = worker_.shared().rules->match(req.method(), *path, m.captures);
+  m.rule = live.rules->match(req.method(), *path, m.captures);
   account.rule = m.rule;
 
   // Who asks, before anything else is looked at: an anonymous request learns nothing but 401.
@@ -302,7 +306,7 @@ asio::awaitable<http::Response> Router::steps(const http::Request& req, Account&
 
   // The limit: before any cache or origin work, so that a refusal costs neither. Refusals of
   // every kind carry its fields, so that a client sees its budget whatever it did wrong.
-  Limited limited = co_await limit(req, m.rule, *identity);
+  Limited limited = co_await limit(*live.cfg, req, m.rule, *identity);
   if (limited.policy) account.remaining = limited.decision.remaining;
   if (limited.refusal) co_return std::move(*limited.refusal);
   http::Response response = co_await admitted(req, m, *path, identified, account);
@@ -365,14 +369,14 @@ void Router::account_for(const http::Request& req, http::Response& response, con
 }
 
 bool Router::relays(const http::Request& head) const {
-  if (!worker_.config().upstream.enabled()) return false;
+  if (!worker_.config().upstream.enabled()) return false;  // the upstream needs a restart to change
   const auto raw_path = head.path();
   if (raw_path == "/healthz" || raw_path == "/readyz") return false;
   // A path pitstop cannot decode is answered here (400), as before an upstream existed.
   auto path = rules::decode_path(raw_path);
   if (!path) return false;
   rules::Values captures;
-  return worker_.shared().rules->match(head.method(), *path, captures) == nullptr;
+  return worker_.live()->rules->match(head.method(), *path, captures) == nullptr;
 }
 
 // Relayed requests are limited like any other, but credentials are the ERP's business: the
@@ -392,7 +396,8 @@ asio::awaitable<http::Passage> Router::pass(const http::Request& head) {
   auth::IdentityPtr identity;
   if (auto p = auth::presented(authorization, std::min<std::size_t>(na, 1), cookies, nc)) identity = worker_.verifier().remembered(p->authorization, p->sid);
   if (!identity) identity = worker_.verifier().guest();
-  Limited limited = co_await limit(head, nullptr, *identity);
+  const std::shared_ptr<const Live> live = worker_.live();
+  Limited limited = co_await limit(*live->cfg, head, nullptr, *identity);
   out.request_id = request_id(head.header("X-Request-Id"));
   if (limited.refusal) {
     out.refusal = std::move(limited.refusal);
@@ -475,9 +480,9 @@ void Router::Limited::stamp(http::Response& r) const {
   r.set_header("RateLimit", limits::limit_field(*policy, decision));
 }
 
-asio::awaitable<Router::Limited> Router::limit(const http::Request& req, const rules::Rule* rule, const auth::Identity& identity) {
+asio::awaitable<Router::Limited> Router::limit(const config::Config& cfg, const http::Request& req, const rules::Rule* rule,
+                                               const auth::Identity& identity) {
   Limited out;
-  const auto& cfg = worker_.config();
   if (!cfg.limiting.enabled) co_return out;
   out.policy = policy_for(cfg, rule, identity, method_class(req.method()));
   std::string bucket = identity.is_guest() ? "ip:" + client_address(worker_.shared(), req) : "user:" + identity.user;
@@ -519,15 +524,16 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   }
   // The ERP's own permissions decide resources of the doctypes they cover; the rules file's
   // `permissions` the others. Then the rule's roles.
-  const Decided decided = co_await erp_permissions(rule, m.captures, identity);
+  const Live& live = *account.live;
+  const Decided decided = co_await erp_permissions(*live.rules, rule, m.captures, identity);
   const ErpDecision& erp = *decided;
   if (erp.refusal) co_return refused(*erp.refusal);
-  if (auto denied = permission_denied(rule, m.captures, identity, !erp.fingerprint.empty()))
+  if (auto denied = permission_denied(*live.rules, rule, m.captures, identity, !erp.fingerprint.empty()))
     co_return refused(403, "PermissionError", *denied);
   if (rules::is_write(rule.kind) || (rule.kind == rules::OriginKind::http && rule.method != http::Method::get)) {
     account.served = cache::Served::write;
-    if (rules::is_write(rule.kind)) co_return co_await write(rule, m.captures, identity, req, erp);
-    co_return co_await write_via_erp(m.captures, req);
+    if (rules::is_write(rule.kind)) co_return co_await write(live, rule, m.captures, identity, req, erp);
+    co_return co_await write_via_erp(live, m.captures, req);
   }
 
   auto query = rules::parse_query(req.query());
@@ -536,7 +542,7 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   if (!params) co_return refused(params.error());
   auto extra = rule.origin->key_extra(*query);
   if (!extra) co_return refused(extra.error());
-  const auto& cfg = worker_.config();
+  const auto& cfg = *live.cfg;
   const auto& category = cfg.cache.categories.at(rule.category);
   cache::Read read;
   read.key = rules::cache_key(cfg.site, rule, m.captures, *params, *extra, identity.user,
@@ -545,7 +551,7 @@ asio::awaitable<http::Response> Router::admitted(const http::Request& req, Match
   origin::Ask ask{std::move(m.captures), std::move(*params), std::move(*query), *identified, {}};
   if (rule.kind == rules::OriginKind::http) ask.sent = sent_as(req);
   account.origin_s = std::make_shared<double>(0);
-  read.source = std::make_shared<RuleSource>(worker_, rule, std::move(ask), worker_.metrics(), account.origin_s);
+  read.source = std::make_shared<RuleSource>(worker_, account.live, rule, std::move(ask), worker_.metrics(), account.origin_s);
   co_return co_await serve(std::move(read), req, account);
 }
 
@@ -559,15 +565,14 @@ asio::awaitable<http::Response> Router::serve(cache::Read read, const http::Requ
   co_return r;
 }
 
-asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rules::Values& captures,
+asio::awaitable<http::Response> Router::write(const Live& live, const rules::Rule& rule, const rules::Values& captures,
                                               const auth::Identity& identity, const http::Request& req, const ErpDecision& erp) {
-  auto& shared = worker_.shared();
   auto respond = [](http::Response r) {
     r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::write}));
     return r;
   };
   const std::string* dt = captures.find("doctype");
-  const rules::Doctype* doctype = dt ? shared.rules->doctype(*dt) : nullptr;
+  const rules::Doctype* doctype = dt ? live.rules->doctype(*dt) : nullptr;
   if (!doctype) co_return respond(from_failure(404, "DoesNotExistError", "DocType not found"));
   const std::string* found = captures.find("name");
   const std::string name = found ? *found : std::string();
@@ -583,7 +588,7 @@ asio::awaitable<http::Response> Router::write(const rules::Rule& rule, const rul
   auto catalog = co_await worker_.catalog();
   if (!catalog) co_return respond(http::error_response(catalog.error()));
   const std::optional<origin::Viewer> viewer = erp.viewer();
-  auto written = co_await origin::write_doc(worker_.primary(), **catalog, *shared.rules, *doctype, rule.kind, name, body,
+  auto written = co_await origin::write_doc(worker_.primary(), **catalog, *live.rules, *doctype, rule.kind, name, body,
                                             identity.user, identity.roles, worker_.config().site, viewer ? &*viewer : nullptr);
   if (!written) co_return respond(http::error_response(written.error()));
 
@@ -626,13 +631,13 @@ asio::awaitable<void> Router::settle(invalidation::Event event, std::uint64_t ou
 // Forwarded with the client's own credentials, as the ERP would get it relayed; on a 2xx, the
 // document's tags before and after are settled like a write of pitstop's own before the answer
 // leaves. The ERP's triggers write their outbox rows too: the safety net if this fails.
-asio::awaitable<http::Response> Router::write_via_erp(const rules::Values& captures, const http::Request& req) {
+asio::awaitable<http::Response> Router::write_via_erp(const Live& live, const rules::Values& captures, const http::Request& req) {
   auto respond = [](http::Response r) {
     r.set_header("Cache-Status", cache::cache_status({.served = cache::Served::write}));
     return r;
   };
   const std::string* dt = captures.find("doctype");
-  const rules::Doctype* doctype = dt ? worker_.shared().rules->doctype(*dt) : nullptr;
+  const rules::Doctype* doctype = dt ? live.rules->doctype(*dt) : nullptr;
   if (!doctype) co_return respond(http::error_response(404, "DoesNotExistError", "DocType not found"));
   origin::WriteToErp w;
   w.method = std::string(req.method_text());

@@ -73,6 +73,7 @@ Worker::Worker(Shared& shared, int index)
       upstream_(shared.cfg.upstream.enabled() ? std::make_unique<upstream::Pool>(ioc_, shared.cfg.upstream) : nullptr),
       listener_(ioc_, http_settings(shared.cfg), router_, upstream_.get()) {
   verifier_.set_upstream(upstream_.get());
+  live();
   cache_.set_latency(&metrics_.redis_cache);
   queue_.set_latency(&metrics_.redis_queue);
   primary_.set_latency(&metrics_.mariadb);
@@ -108,12 +109,24 @@ Worker::Worker(Shared& shared, int index)
 void Worker::invalidate_locally(const std::vector<std::string>& tags) { local(shared_).drop(tags); }
 
 asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, http::Problem>> Worker::catalog() {
-  if (!catalog_) {
-    auto c = co_await origin::load_catalog(primary_, *shared_.rules);
+  // Read again for new rules (a reload may name other doctypes); until then, the one read last.
+  const auto rules = live_->rules;
+  if (!catalog_ || catalog_rules_ != rules) {
+    auto c = co_await origin::load_catalog(primary_, *rules);
     if (!c) co_return c.error();
     catalog_ = std::move(*c);
+    catalog_rules_ = rules;
   }
   co_return catalog_;
+}
+
+const std::shared_ptr<const Live>& Worker::live() {
+  const auto v = shared_.live_version.load(std::memory_order_acquire);
+  if (v != live_version_) {
+    live_ = shared_.live();
+    live_version_ = v;
+  }
+  return live_;
 }
 
 bool Worker::permissions_current() const {

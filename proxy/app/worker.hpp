@@ -64,6 +64,7 @@ class Router : public http::Handler {
   };
   // What the metrics and the access log learn of a request as its steps run.
   struct Account {
+    std::shared_ptr<const Live> live;  // held until the request ends: a reload does not change it
     const rules::Rule* rule = nullptr;
     std::string_view path = "other";  // read, write, relay, health, other
     std::optional<cache::Served> served;
@@ -80,22 +81,24 @@ class Router : public http::Handler {
   boost::asio::awaitable<http::Response> health(const http::Request& req);
   boost::asio::awaitable<boost::system::result<auth::IdentityPtr, auth::Failure>> identify(const http::Request& req);
   static http::Response too_many_failures(const auth::Failure& f);
-  boost::asio::awaitable<Limited> limit(const http::Request& req, const rules::Rule* rule, const auth::Identity& identity);
+  boost::asio::awaitable<Limited> limit(const config::Config& cfg, const http::Request& req, const rules::Rule* rule,
+                                        const auth::Identity& identity);
   // Everything after the limit: the rule's own checks in Frappe's order, then the read or write.
   boost::asio::awaitable<http::Response> admitted(const http::Request& req, Matched& m, const std::string& path,
                                                   const boost::system::result<auth::IdentityPtr, auth::Failure>& identified,
                                                   Account& account);
   boost::asio::awaitable<http::Response> serve(cache::Read read, const http::Request& req, Account& account);
-  boost::asio::awaitable<http::Response> write(const rules::Rule& rule, const rules::Values& captures,
+  boost::asio::awaitable<http::Response> write(const Live& live, const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& identity, const http::Request& req, const ErpDecision& erp);
   // A write a rule with the http origin forwards to the ERP; its tags are settled before the answer.
-  boost::asio::awaitable<http::Response> write_via_erp(const rules::Values& captures, const http::Request& req);
+  boost::asio::awaitable<http::Response> write_via_erp(const Live& live, const rules::Values& captures, const http::Request& req);
   boost::asio::awaitable<void> settle(invalidation::Event event, std::uint64_t outbox_id);
   // Why the identity may not do this (403), or nothing.
-  std::optional<std::string> permission_denied(const rules::Rule& rule, const rules::Values& captures,
+  std::optional<std::string> permission_denied(const rules::RuleSet& rules, const rules::Rule& rule, const rules::Values& captures,
                                                const auth::Identity& id, bool erp_decides) const;
   using Decided = std::shared_ptr<const ErpDecision>;
-  boost::asio::awaitable<Decided> erp_permissions(const rules::Rule& rule, const rules::Values& captures, const auth::Identity& id);
+  boost::asio::awaitable<Decided> erp_permissions(const rules::RuleSet& rules, const rules::Rule& rule, const rules::Values& captures,
+                                                  const auth::Identity& id);
   // One decision for the request (its rule's reveals, or its resource's doctype and action).
   static ErpDecision decide(const std::shared_ptr<const perm::Snapshot>& s, const rules::Rule& rule, const std::string* doctype,
                             std::optional<perm::Action> action, const auth::Identity& id);
@@ -146,7 +149,11 @@ class Worker final : public origin::Context {
 
   // The table metadata of the configured doctypes (read once, retried until it works).
   boost::asio::awaitable<boost::system::result<std::shared_ptr<const origin::Catalog>, http::Problem>> catalog() override;
-  const rules::RuleSet& rules() const override { return *shared_.rules; }
+  // The rules of the Live this worker last picked up (origins look doctypes up by name in them).
+  const rules::RuleSet& rules() const override { return *live_->rules; }
+  // The config and rules new requests begin with: picked up again after a reload (an atomic load
+  // per call, the lock only when a reload happened).
+  const std::shared_ptr<const Live>& live();
   origin::ListLimits list_limits() const override;
   http::Upstream* upstream() override { return upstream_.get(); }
   boost::asio::awaitable<boost::system::result<std::shared_ptr<const perm::Snapshot>, http::Problem>> permissions() override;
@@ -188,6 +195,9 @@ class Worker final : public origin::Context {
   std::unique_ptr<redis::Client> erp_events_client_;
   std::unique_ptr<invalidation::ErpEvents> erp_events_;
   std::shared_ptr<const origin::Catalog> catalog_;
+  std::shared_ptr<const rules::RuleSet> catalog_rules_;  // the rules the catalog was read for
+  std::shared_ptr<const Live> live_;
+  std::uint64_t live_version_ = 0;
   // The ERP's permissions as this worker last read them, and what said they were current then.
   struct Permissions {
     std::shared_ptr<const perm::Snapshot> snapshot;

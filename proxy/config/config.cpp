@@ -863,6 +863,74 @@ std::vector<EnvVar> env_variables(const Config& cfg) {
   return out;
 }
 
+std::vector<std::string> keep_restart_only(const Config& running, Config& next) {
+  std::vector<std::string> changed;
+  auto same_redis = [](const Redis& a, const Redis& b) {
+    return a.url == b.url && a.connect_timeout == b.connect_timeout && a.command_timeout == b.command_timeout &&
+           a.reconnect_max_backoff == b.reconnect_max_backoff;
+  };
+  auto keep = [&](const char* path, bool same, auto&& copy) {
+    if (same) return;
+    changed.emplace_back(path);
+    copy();
+  };
+  keep("$.listen", running.listen.host == next.listen.host && running.listen.port == next.listen.port, [&] { next.listen = running.listen; });
+  keep("$.workers", running.workers == next.workers, [&] { next.workers = running.workers; });
+  keep("$.site", running.site == next.site, [&] { next.site = running.site; });
+  keep("$.admin", running.admin.enabled == next.admin.enabled && running.admin.listen.host == next.admin.listen.host &&
+                      running.admin.listen.port == next.admin.listen.port && running.admin.token == next.admin.token,
+       [&] { next.admin = running.admin; });
+  keep("$.redis.cache", same_redis(running.redis_cache, next.redis_cache), [&] { next.redis_cache = running.redis_cache; });
+  keep("$.redis.queue", same_redis(running.redis_queue, next.redis_queue), [&] { next.redis_queue = running.redis_queue; });
+  const auto& rm = running.mariadb;
+  const auto& nm = next.mariadb;
+  keep("$.mariadb", rm.primary_url == nm.primary_url && rm.replica_urls == nm.replica_urls && rm.pool_size == nm.pool_size &&
+                        rm.connect_timeout == nm.connect_timeout && rm.query_timeout == nm.query_timeout && rm.acquire_timeout == nm.acquire_timeout,
+       [&] { next.mariadb = running.mariadb; });
+  const auto& rt = running.timeouts;
+  const auto& nt = next.timeouts;
+  keep("$.timeouts", rt.header_read == nt.header_read && rt.body_read == nt.body_read && rt.idle_keepalive == nt.idle_keepalive &&
+                         rt.write == nt.write && rt.drain == nt.drain && rt.readiness == nt.readiness && rt.origin == nt.origin,
+       [&] { next.timeouts = running.timeouts; });
+  const auto& rl = running.limits;
+  const auto& nl = next.limits;
+  keep("$.limits", rl.max_header_bytes == nl.max_header_bytes && rl.max_url_bytes == nl.max_url_bytes && rl.max_body_bytes == nl.max_body_bytes &&
+                       rl.max_connections == nl.max_connections && rl.max_requests_per_connection == nl.max_requests_per_connection &&
+                       rl.max_list_rows == nl.max_list_rows,
+       [&] { next.limits = running.limits; });
+  const auto& ra = running.auth;
+  const auto& na = next.auth;
+  keep("$.auth", ra.encryption_key == na.encryption_key && ra.session_expiry == na.session_expiry && ra.identity_ttl == na.identity_ttl &&
+                     ra.failure_ttl == na.failure_ttl && ra.failure_limit == na.failure_limit && ra.failure_window == na.failure_window &&
+                     ra.source == na.source && ra.permissions == na.permissions,
+       [&] { next.auth = running.auth; });
+  keep("$.cache.enabled", running.cache.enabled == next.cache.enabled, [&] { next.cache.enabled = running.cache.enabled; });
+  keep("$.cache.l1_bytes", running.cache.l1_bytes == next.cache.l1_bytes, [&] { next.cache.l1_bytes = running.cache.l1_bytes; });
+  const auto& ri = running.invalidation;
+  const auto& ni = next.invalidation;
+  keep("$.invalidation", ri.relay_interval == ni.relay_interval && ri.stream_max_len == ni.stream_max_len &&
+                             ri.outbox_retention == ni.outbox_retention && ri.gap_grace == ni.gap_grace && ri.heartbeat == ni.heartbeat &&
+                             ri.fence == ni.fence && ri.lease == ni.lease && ri.binlog == ni.binlog,
+       [&] { next.invalidation = running.invalidation; });
+  keep("$.erp", running.erp.redis_cache_url == next.erp.redis_cache_url && running.erp.db_name == next.erp.db_name &&
+                    running.erp.events_redis_url == next.erp.events_redis_url,
+       [&] { next.erp = running.erp; });
+  const auto& ru = running.upstream;
+  const auto& nu = next.upstream;
+  keep("$.upstream", ru.url == nu.url && ru.site_name == nu.site_name && ru.realtime_url == nu.realtime_url &&
+                         ru.connect_timeout == nu.connect_timeout && ru.response_timeout == nu.response_timeout &&
+                         ru.idle_timeout == nu.idle_timeout && ru.websocket_idle == nu.websocket_idle && ru.pool_size == nu.pool_size &&
+                         ru.max_concurrent == nu.max_concurrent && ru.max_body_bytes == nu.max_body_bytes,
+       [&] { next.upstream = running.upstream; });
+  keep("$.limiting.fail_mode", running.limiting.fail_closed == next.limiting.fail_closed,
+       [&] { next.limiting.fail_closed = running.limiting.fail_closed; });
+  keep("$.limiting.local_shortcut", running.limiting.local_shortcut == next.limiting.local_shortcut,
+       [&] { next.limiting.local_shortcut = running.limiting.local_shortcut; });
+  keep("$.limiting.trusted_proxies", running.limiting.trusted_proxies == next.limiting.trusted_proxies,
+       [&] { next.limiting.trusted_proxies = running.limiting.trusted_proxies; });
+  return changed;
+}
+
 bool parse_host_port(const std::string& text, HostPort& out) {
   std::string why;
   return parse_host_port(std::string_view(text), out, why);

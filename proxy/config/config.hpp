@@ -212,6 +212,13 @@ struct EnvVar {
 };
 std::vector<EnvVar> env_variables(const Config& cfg);
 
+// For a reload: copies into `next` what the running process cannot change without a restart
+// (listeners, workers, the site, Redis and MariaDB, timeouts and HTTP limits, credentials,
+// invalidation, the upstream, the admin listener, L1's size) and returns the JSON paths of those
+// that `next` had changed. Categories, TTLs, rate limits, roles, limiting.enabled,
+// cache.share_by_permission, the rules, log_level and log.access are what a reload applies.
+std::vector<std::string> keep_restart_only(const Config& running, Config& next);
+
 // Parses a listen address "host:port" / "[v6]:port".
 bool parse_host_port(const std::string& text, HostPort& out);
 

@@ -790,7 +790,8 @@ void StandIn::control(const std::string& json) {
   if (!r || r->status != 200) throw std::runtime_error("the stand-in's control did not answer");
 }
 
-Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
+Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready, std::string config) {
+  if (config.empty()) config = (source_dir() / "config/pitstop.json").string();
   static int n = 0;
   port_file_ = (scratch_dir() / ("pitstop-port-" + std::to_string(n++))).string();
   fs::remove(port_file_);
@@ -810,7 +811,7 @@ Pitstop::Pitstop(std::map<std::string, std::string> env, bool wait_ready) {
   }
   env.emplace("PITSTOP_AUTH_FAILURE_LIMIT", "1000000");
   proc_ = std::make_unique<Process>(std::vector<std::string>{(binary_dir() / "pitstop").string(), "--config",
-                                                             (source_dir() / "config/pitstop.json").string(), "--port-file", port_file_},
+                                                             config, "--port-file", port_file_},
                                     env);
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (true) {

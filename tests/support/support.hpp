@@ -197,7 +197,8 @@ class RawClient {
 class Pitstop {
  public:
   // Waits until /readyz answers 200 unless `wait_ready` is false (for tests of broken setups).
-  explicit Pitstop(std::map<std::string, std::string> env = {}, bool wait_ready = true);
+  // `config`: the config file (default: the source tree's config/pitstop.json).
+  explicit Pitstop(std::map<std::string, std::string> env = {}, bool wait_ready = true, std::string config = {});
   ~Pitstop();
   std::uint16_t port() const { return port_; }
   // The admin listener's port (PITSTOP_ADMIN_LISTEN defaults to 127.0.0.1:0 here); 0 when off.
